@@ -1,0 +1,3 @@
+from ablerefusal.cli import app
+
+app()

@@ -1,0 +1,162 @@
+"""Public API shapes of the gateway (``/api/v1``). Every field has a description: it becomes the OpenAPI
+docs and, through openapi-typescript, the web UI's types.
+
+Fields are only ever added to these models, never renamed (DESIGN.md §3).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ablerefusal.protocol import (
+    MAX_BATCH_SIZE,
+    MAX_CFG,
+    MAX_SIZE,
+    MAX_STEPS,
+    MIN_CFG,
+    MIN_SIZE,
+    SEED_MAX,
+    SIZE_MULTIPLE,
+    ModelInfo,
+)
+
+
+class JobStatus(StrEnum):
+    queued = "queued"
+    running = "running"
+    completed = "completed"
+    failed = "failed"
+    cancelled = "cancelled"
+    timed_out = "timed_out"
+
+
+TERMINAL_STATUSES = frozenset({JobStatus.completed, JobStatus.failed, JobStatus.cancelled, JobStatus.timed_out})
+
+
+class GenerateRequest(BaseModel):
+    """Parameters of one generation job, validated before anything is stored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str = Field(..., min_length=1, description="What to draw. Required, non-empty; length limited by config.")
+    negative_prompt: str = Field("", description="What to avoid.")
+    width: int = Field(
+        512, ge=MIN_SIZE, le=MAX_SIZE, multiple_of=SIZE_MULTIPLE, description="Width in pixels, 64–2048, multiple of 8."
+    )
+    height: int = Field(
+        512, ge=MIN_SIZE, le=MAX_SIZE, multiple_of=SIZE_MULTIPLE, description="Height in pixels, 64–2048, multiple of 8."
+    )
+    steps: int = Field(20, ge=1, le=MAX_STEPS, description="Denoising steps, 1–150.")
+    cfg_scale: float = Field(7.5, ge=MIN_CFG, le=MAX_CFG, description="Classifier-free guidance scale, 1.0–30.0.")
+    sampler: str = Field("euler_a", description="Sampler id (e.g. euler_a, dpmpp_2m_karras) or its A1111 name.")
+    seed: int = Field(-1, ge=-1, le=SEED_MAX, description="-1 picks a random seed; image i uses seed+i.")
+    batch_size: int = Field(1, ge=1, le=MAX_BATCH_SIZE, description="Images in this job, 1–4.")
+    model: str | None = Field(None, description="Model id from /api/v1/models; the configured default if omitted.")
+    priority: int = Field(0, ge=-100, le=100, description="Higher runs first; FIFO within a priority.")
+    timeout_s: float | None = Field(
+        None, gt=0, description="Job deadline in seconds from submission; may only lower the configured default."
+    )
+
+
+class JobResult(BaseModel):
+    image_url: str = Field(..., description="URL of the PNG under /outputs.")
+    seed: int = Field(..., description="Seed this image was generated with.")
+    index: int = Field(0, description="Image index within the job.")
+    metadata: dict[str, Any] = Field(default_factory=dict, description="Generation parameters stored in the PNG.")
+    infotext: str = Field("", description="AUTOMATIC1111-style parameters text of this image.")
+
+
+class JobError(BaseModel):
+    code: str = Field(..., description="Machine-readable error code (e.g. out_of_memory, internal, timeout).")
+    message: str = Field(..., description="Human-readable explanation.")
+
+
+class Job(BaseModel):
+    """A generation job as the API shows it."""
+
+    id: str = Field(..., description="Job id (UUID).")
+    status: JobStatus = Field(..., description="Lifecycle state.")
+    progress: float = Field(0, ge=0, le=100, description="Percent done, 0–100.")
+    step: int = Field(0, description="Denoising steps finished.")
+    total_steps: int = Field(0, description="Denoising steps in total.")
+    queue_position: int | None = Field(None, description="1-based position among queued jobs; null when not queued.")
+    priority: int = Field(0, description="Priority the job was submitted with.")
+    attempts: int = Field(0, description="Times the job has been started on a worker.")
+    created_at: datetime = Field(..., description="When the job was accepted.")
+    started_at: datetime | None = Field(None, description="When the job last started running.")
+    finished_at: datetime | None = Field(None, description="When the job reached a terminal state.")
+    deadline_at: datetime | None = Field(None, description="When the job times out.")
+    worker_id: str | None = Field(None, description="Worker running or last running the job.")
+    request: GenerateRequest = Field(..., description="The validated parameters (seed resolved to the one used).")
+    results: list[JobResult] = Field(default_factory=list, description="Finished images, in index order.")
+    error: JobError | None = Field(None, description="Why the job failed, timed out or was cancelled.")
+    preview: str | None = Field(None, description="Latest latent preview as a data: URL, while running.")
+
+
+class JobPage(BaseModel):
+    items: list[Job] = Field(..., description="Jobs, newest first.")
+    total: int = Field(..., description="Jobs matching the filter.")
+    offset: int = Field(..., description="Offset of the first item.")
+    limit: int = Field(..., description="Page size.")
+
+
+class QueueCounts(BaseModel):
+    queued: int = Field(0, description="Jobs waiting.")
+    running: int = Field(0, description="Jobs on a worker.")
+    completed: int = Field(0, description="Jobs completed.")
+    failed: int = Field(0, description="Jobs failed.")
+    cancelled: int = Field(0, description="Jobs cancelled.")
+    timed_out: int = Field(0, description="Jobs timed out.")
+
+
+class QueueStatus(BaseModel):
+    counts: QueueCounts = Field(..., description="Jobs by status.")
+    running: list[Job] = Field(default_factory=list, description="Running jobs.")
+    queued: list[Job] = Field(default_factory=list, description="Queued jobs in the order they will run.")
+    max_queue_length: int = Field(..., description="Submit answers 429 beyond this many queued jobs.")
+
+
+class ModelsResponse(BaseModel):
+    models: list[ModelInfo] = Field(..., description="Models available on the workers.")
+    default: str | None = Field(None, description="Model used when a request names none.")
+
+
+class WorkerStatus(BaseModel):
+    id: str = Field(..., description="Worker id (its URL for remote workers).")
+    url: str = Field(..., description="Base URL of the worker's protocol v1 API.")
+    local: bool = Field(..., description="Started and supervised by this gateway.")
+    ready: bool = Field(..., description="Answering /v1/ready.")
+    busy: bool = Field(False, description="Running a generation call.")
+    device: str | None = Field(None, description="Device the worker reports.")
+    restarts: int = Field(0, description="Times a local worker was restarted after a crash.")
+    last_error: str | None = Field(None, description="Last probe or spawn error.")
+
+
+class ReadyResponse(BaseModel):
+    ready: bool = Field(..., description="Store reachable and at least one worker ready.")
+    store: bool = Field(..., description="Job store reachable.")
+    workers: list[WorkerStatus] = Field(default_factory=list, description="Every configured worker.")
+    reason: str | None = Field(None, description="Why the gateway is not ready.")
+
+
+class FieldError(BaseModel):
+    field: str = Field(..., description="Dotted name of the offending field, e.g. width.")
+    message: str = Field(..., description="The rule it broke.")
+
+
+class ApiError(BaseModel):
+    code: str = Field(..., description="e.g. invalid_request, not_found, queue_full, conflict, unauthorized.")
+    message: str = Field(..., description="Human-readable explanation.")
+    details: list[FieldError] = Field(default_factory=list, description="One entry per bad field.")
+    available: list[str] | None = Field(None, description="Valid values (model or sampler ids) when relevant.")
+
+
+class ErrorEnvelope(BaseModel):
+    """Body of every 4xx/5xx answer of /api/v1."""
+
+    error: ApiError
+    job: Job | None = Field(None, description="The job, for 408/500 answers of synchronous mode.")
