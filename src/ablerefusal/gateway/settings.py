@@ -120,6 +120,22 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+class _FlagSettings(Settings):
+    """Validates the final merge only: environment and YAML are already in it, so the environment must
+    not be applied again over the CLI flags."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
 def load_settings(config: Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
     """YAML file (if any) < environment < ``overrides`` (CLI flags, nested dicts by section)."""
     data: dict[str, Any] = {}
@@ -131,5 +147,5 @@ def load_settings(config: Path | None = None, overrides: dict[str, Any] | None =
     settings = Settings(**data)
     if overrides:
         merged = _deep_merge(settings.model_dump(), overrides)
-        settings = Settings.model_validate(merged)
+        settings = _FlagSettings(**merged)
     return settings

@@ -1,0 +1,357 @@
+"""GPU benchmark: plain diffusers against the AbleRefusal platform, in one run on one GPU.
+
+Builds full-size SD 1.5 / SDXL architectures with random weights from the configs bundled in the worker
+(no hub; timings do not depend on weight values), then measures, in this order (most important first, each
+section skipped when the time budget would be exceeded):
+
+1. plain diffusers pipeline calls (fp16): SD 1.5 512² batch 1 and 4 images per call, SDXL 1024² batch 1;
+   the same with torch.compile reduce-overhead (CUDA graphs) + channels_last + fused QKV;
+2. the worker's engine in-process (issue 2's check): seconds per 512² image at 20 steps next to (1);
+3. the platform end to end (gateway + worker processes on loopback, HTTP submit → PNG on disk → completed):
+   latency of one 1-image job on an idle platform, throughput with 32 concurrent clients, coalescing on/off,
+   compiled on/off.
+
+Prints a table of absolute figures and ratios with the GPU's name. ``--tiny`` runs everything on CPU with
+tiny shapes so the script itself is tested end to end without a GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from platform_util import Shape, latency, start_platform, throughput, wait_compiled
+
+CONFIGS = Path(__file__).resolve().parents[1] / "src" / "ablerefusal" / "worker" / "configs"
+
+
+@dataclass
+class Report:
+    device_name: str = ""
+    rows: list[tuple[str, str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, name: str, value: str, ratio: str = "") -> None:
+        self.rows.append((name, value, ratio))
+        print(f"  {name:<62} {value:>18} {ratio}", flush=True)
+
+    def print(self) -> None:
+        print(f"\n=== gpu_bench on {self.device_name} ===")
+        width = max(len(r[0]) for r in self.rows) if self.rows else 10
+        for name, value, ratio in self.rows:
+            print(f"{name:<{width}}  {value:>18}  {ratio}")
+        for note in self.notes:
+            print(f"note: {note}")
+
+
+class Budget:
+    def __init__(self, seconds: float) -> None:
+        self.end = time.monotonic() + seconds
+
+    def left(self) -> float:
+        return self.end - time.monotonic()
+
+    def allows(self, seconds: float) -> bool:
+        return self.left() > seconds
+
+
+# ------------------------------------------------------------------------------------------------
+# 1. plain diffusers
+
+
+def build_pipeline(family: str, tiny: bool, device: str, dtype: Any) -> Any:
+    """A full-size (or tiny) pipeline with random weights, built directly on the device."""
+    import torch
+
+    if tiny:
+        from ablerefusal.worker.tiny import build_tiny_pipeline
+
+        return build_tiny_pipeline(family).to(device=device, dtype=dtype)
+
+    from diffusers import (
+        AutoencoderKL,
+        EulerAncestralDiscreteScheduler,
+        StableDiffusionPipeline,
+        StableDiffusionXLPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    from ablerefusal.worker.tiny import make_tokenizer
+
+    cfg = CONFIGS / family
+    work = Path(tempfile.mkdtemp(prefix="tok-"))
+    tokenizer = make_tokenizer(work)
+    ids = {
+        "bos_token_id": tokenizer.convert_tokens_to_ids("<|startoftext|>"),
+        "eos_token_id": tokenizer.convert_tokens_to_ids("<|endoftext|>"),
+        "pad_token_id": tokenizer.convert_tokens_to_ids("<|endoftext|>"),
+    }
+    with torch.device(device):
+        unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(cfg / "unet"))
+        vae = AutoencoderKL.from_config(AutoencoderKL.load_config(cfg / "vae"))
+        te_cfg = CLIPTextConfig.from_pretrained(cfg / "text_encoder", **ids)
+        text_encoder = CLIPTextModel(te_cfg)
+        scheduler = EulerAncestralDiscreteScheduler.from_config(
+            EulerAncestralDiscreteScheduler.load_config(cfg / "scheduler")
+        )
+        if family == "sd15":
+            pipe = StableDiffusionPipeline(
+                vae=vae,
+                text_encoder=text_encoder,
+                tokenizer=tokenizer,
+                unet=unet,
+                scheduler=scheduler,
+                safety_checker=None,
+                feature_extractor=None,
+                requires_safety_checker=False,
+            )
+        else:
+            te2_cfg = CLIPTextConfig.from_pretrained(cfg / "text_encoder_2", **ids)
+            pipe = StableDiffusionXLPipeline(
+                vae=vae,
+                text_encoder=text_encoder,
+                text_encoder_2=CLIPTextModelWithProjection(te2_cfg),
+                tokenizer=tokenizer,
+                tokenizer_2=tokenizer,
+                unet=unet,
+                scheduler=scheduler,
+            )
+    pipe.to(device=device, dtype=dtype)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def sync(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def time_calls(fn: Callable[[], Any], device: str, warmup: int, reps: int) -> float:
+    """Median seconds of ``reps`` calls after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def plain_call(pipe: Any, shape: Shape, n: int, device: str) -> Callable[[], Any]:
+    import torch
+
+    prompts = [f"a photograph of a lighthouse, variant {i}" for i in range(n)]
+    gens = [torch.Generator(device).manual_seed(1000 + i) for i in range(n)]
+
+    def call() -> Any:
+        return pipe(
+            prompt=prompts,
+            negative_prompt=[""] * n,
+            width=shape.size,
+            height=shape.size,
+            num_inference_steps=shape.steps,
+            guidance_scale=7.5,
+            generator=gens,
+            output_type="pil",
+        )
+
+    return call
+
+
+def compile_pipeline(pipe: Any) -> None:
+    """torch.compile reduce-overhead (CUDA graphs) + channels_last + fused QKV: the standard recipe."""
+    import torch
+
+    pipe.fuse_qkv_projections()
+    pipe.unet.to(memory_format=torch.channels_last)
+    pipe.vae.to(memory_format=torch.channels_last)
+    pipe.unet = torch.compile(pipe.unet, mode="reduce-overhead", fullgraph=True)
+    pipe.vae.decode = torch.compile(pipe.vae.decode, mode="reduce-overhead", fullgraph=True)
+
+
+def bench_plain(args: argparse.Namespace, report: Report, budget: Budget, base: dict[str, float]) -> None:
+    import torch
+
+    dtype = torch.float16 if args.device.startswith("cuda") else torch.float32
+    sd15 = Shape("sd15", 64 if args.tiny else 512, args.steps)
+    sdxl = Shape("sdxl", 64 if args.tiny else 1024, args.steps)
+
+    pipe = build_pipeline("sd15", args.tiny, args.device, dtype)
+    t1 = time_calls(plain_call(pipe, sd15, 1, args.device), args.device, 1, args.reps)
+    base["sd15_b1"] = t1
+    report.add("plain diffusers SD1.5 b1 (s/image)", f"{t1:.3f}", f"{1 / t1:.2f} img/s")
+    t4 = time_calls(plain_call(pipe, sd15, 4, args.device), args.device, 1, args.reps)
+    base["sd15_b4_ips"] = 4 / t4
+    report.add("plain diffusers SD1.5 4 images/call (img/s)", f"{4 / t4:.2f}", "")
+
+    if args.compile and budget.allows(150):
+        compile_pipeline(pipe)
+        t0 = time.perf_counter()
+        c1 = time_calls(plain_call(pipe, sd15, 1, args.device), args.device, 2, args.reps)
+        c4 = time_calls(plain_call(pipe, sd15, 4, args.device), args.device, 2, args.reps)
+        report.notes.append(f"plain compile warm-up incl. measurement: {time.perf_counter() - t0:.0f}s")
+        base["sd15_b1_compiled"] = c1
+        report.add("compiled diffusers SD1.5 b1 (s/image)", f"{c1:.3f}", f"x{t1 / c1:.2f} vs plain")
+        report.add("compiled diffusers SD1.5 4 images/call (img/s)", f"{4 / c4:.2f}", f"x{t4 / c4:.2f} vs plain")
+    del pipe
+    if args.device.startswith("cuda"):
+        torch.cuda.empty_cache()
+
+    if args.sdxl and budget.allows(120):
+        xl = build_pipeline("sdxl", args.tiny, args.device, dtype)
+        x1 = time_calls(plain_call(xl, sdxl, 1, args.device), args.device, 1, args.reps)
+        base["sdxl_b1"] = x1
+        report.add("plain diffusers SDXL b1 (s/image)", f"{x1:.3f}", "")
+        if args.compile and budget.allows(200):
+            compile_pipeline(xl)
+            cx = time_calls(plain_call(xl, sdxl, 1, args.device), args.device, 2, args.reps)
+            report.add("compiled diffusers SDXL b1 (s/image)", f"{cx:.3f}", f"x{x1 / cx:.2f} vs plain")
+        del xl
+        if args.device.startswith("cuda"):
+            torch.cuda.empty_cache()
+
+
+# ------------------------------------------------------------------------------------------------
+# 2 + 3. the platform
+
+
+def save_model(family: str, args: argparse.Namespace, models_dir: Path) -> str:
+    """Write a random-weight model as a diffusers folder the worker's registry picks up; returns its id."""
+    import torch
+
+    name = f"random-{family}"
+    if args.tiny:
+        from ablerefusal.worker.tiny import make_tiny
+
+        make_tiny(models_dir, family, "diffusers")
+        return next(p.name for p in models_dir.iterdir() if p.is_dir() and family in p.name)
+    dtype = torch.float16 if args.device.startswith("cuda") else torch.float32
+    pipe = build_pipeline(family, False, args.device, dtype)
+    pipe.save_pretrained(models_dir / name, safe_serialization=True)
+    del pipe
+    if args.device.startswith("cuda"):
+        torch.cuda.empty_cache()
+    return name
+
+
+def bench_platform(args: argparse.Namespace, report: Report, budget: Budget, base: dict[str, float]) -> None:
+    work = Path(tempfile.mkdtemp(prefix="gpu-bench-"))
+    models_dir = work / "models"
+    models_dir.mkdir()
+    sd15 = Shape("sd15", 64 if args.tiny else 512, args.steps)
+    model = save_model("sd15", args, models_dir)
+    runs: list[tuple[str, bool, list[str]]] = [
+        ("eager, coalescing off", False, []),
+        ("eager, coalescing on", True, []),
+    ]
+    if args.compile:
+        b = [1, args.max_batch]
+        runs.append(("compiled, coalescing on", True, [f"{model}:{sd15.size}x{sd15.size}:b{n}" for n in b]))
+    for label, coalesce, shapes in runs:
+        if not budget.allows(60 + (120 if shapes else 0)):
+            report.notes.append(f"skipped platform run '{label}': time budget")
+            continue
+        tag = label.replace(" ", "").replace(",", "-")
+        platform = start_platform(
+            work,
+            models_dir,
+            device=args.device,
+            coalesce=coalesce,
+            tag=tag,
+            compile_shapes=shapes,
+            gather_ms=args.gather_ms,
+            max_batch=args.max_batch,
+            start_timeout=args.start_timeout,
+        )
+        try:
+            if shapes:
+                waited = wait_compiled(platform, len(shapes), min(budget.left() - 30, 400))
+                report.notes.append(f"'{label}': compiled shapes warm after {waited:.0f}s")
+            lat = asyncio.run(latency(platform.url, model, sd15, args.reps))
+            ref = base.get("sd15_b1")
+            report.add(f"platform latency SD1.5 1 image [{label}] (s)", f"{lat:.3f}",
+                       f"x{lat / ref:.2f} of plain b1" if ref else "")  # fmt: skip
+            ips = asyncio.run(throughput(platform.url, model, sd15, args.clients, args.per_client))
+            serial = 1 / ref if ref else None
+            ratio = f"x{ips / serial:.2f} of plain serial" if serial else ""
+            if "sd15_b4_ips" in base:
+                ratio += f", x{ips / base['sd15_b4_ips']:.2f} of plain 4/call"
+            report.add(f"platform throughput {args.clients} clients [{label}] (img/s)", f"{ips:.2f}", ratio)
+        except Exception as exc:
+            report.notes.append(f"platform run '{label}' failed: {exc!r}; log tail: {platform.log.read_text()[-1500:]}")
+        finally:
+            platform.stop()
+
+
+def bench_engine(args: argparse.Namespace, report: Report, budget: Budget, base: dict[str, float]) -> None:
+    """Issue 2's check: the worker's engine in-process against the plain pipeline call above."""
+    from ablerefusal.worker.bench_support import engine_seconds_per_image
+
+    work = Path(tempfile.mkdtemp(prefix="gpu-engine-"))
+    models_dir = work / "models"
+    models_dir.mkdir()
+    sd15 = Shape("sd15", 64 if args.tiny else 512, args.steps)
+    model = save_model("sd15", args, models_dir)
+    secs = engine_seconds_per_image(models_dir, model, args.device, sd15.size, sd15.steps, args.reps)
+    ref = base.get("sd15_b1")
+    report.add("worker engine SD1.5 b1 (s/image)", f"{secs:.3f}", f"x{secs / ref:.2f} of plain" if ref else "")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tiny", action="store_true", help="CPU, tiny shapes: checks the script end to end")
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--clients", type=int, default=32)
+    ap.add_argument("--per-client", type=int, default=4)
+    ap.add_argument("--max-batch", type=int, default=8)
+    ap.add_argument("--gather-ms", type=float, default=5.0)
+    ap.add_argument("--budget-s", type=float, default=450)
+    ap.add_argument("--start-timeout", type=float, default=180)
+    ap.add_argument("--no-compile", dest="compile", action="store_false")
+    ap.add_argument("--no-sdxl", dest="sdxl", action="store_false")
+    ap.add_argument("--sections", default="plain,engine,platform")
+    args = ap.parse_args()
+    import torch
+
+    if args.device is None:
+        args.device = "cpu" if args.tiny else "cuda"
+    if args.tiny:
+        args.steps = min(args.steps, 2)
+        args.clients = min(args.clients, 4)
+        args.per_client = min(args.per_client, 2)
+        args.compile = False
+    report = Report(torch.cuda.get_device_name(0) if args.device.startswith("cuda") else "cpu")
+    budget = Budget(args.budget_s)
+    base: dict[str, float] = {}
+    sections = {
+        "plain": bench_plain,
+        "engine": bench_engine,
+        "platform": bench_platform,
+    }
+    for name in args.sections.split(","):
+        t0 = time.perf_counter()
+        try:
+            sections[name](args, report, budget, base)
+        except Exception as exc:  # one broken section must not lose the others' figures
+            report.notes.append(f"section {name} failed: {exc!r}")
+        report.notes.append(f"section {name}: {time.perf_counter() - t0:.0f}s")
+    report.print()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,21 @@
+"""Public REST API (/api/v1): one router module per resource; each route makes one service call."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+from ablerefusal.gateway.api import generate, health, models, queue, samplers
+from ablerefusal.gateway.auth import require_api_key
+
+
+def api_router() -> APIRouter:
+    router = APIRouter(prefix="/api/v1")
+    # Probes (kubelet, load balancers) carry no credentials, so health and ready stay open.
+    router.include_router(health.router)
+    protected = APIRouter(dependencies=[Depends(require_api_key)])
+    protected.include_router(generate.router)
+    protected.include_router(queue.router)
+    protected.include_router(models.router)
+    protected.include_router(samplers.router)
+    router.include_router(protected)
+    return router

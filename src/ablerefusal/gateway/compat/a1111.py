@@ -1,0 +1,270 @@
+"""AUTOMATIC1111 ``/sdapi/v1`` on top of the gateway's queue: every image is a job in the store, submitted
+through the service layer like any ``/api/v1`` job (same validation, priority, metrics, persistence)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import random
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Body, Depends, Query, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
+
+from ablerefusal.gateway.compat.a1111_models import (
+    NamedItem,
+    PngInfoRequest,
+    PngInfoResponse,
+    ProgressResponse,
+    SamplerItem,
+    SchedulerItem,
+    SDModelItem,
+    Txt2ImgRequest,
+    Txt2ImgResponse,
+)
+from ablerefusal.gateway.compat.a1111_state import A1111Run, A1111State, idle_progress, progress_of, state_of
+from ablerefusal.gateway.compat.a1111_translate import (
+    build_info,
+    model_item,
+    model_title,
+    plan_txt2img,
+    require_checkpoint,
+    sampler_items,
+    scheduler_items,
+)
+from ablerefusal.gateway.compat.auth import require_a1111_key
+from ablerefusal.gateway.compat.errors import CompatError, CompatFieldError
+from ablerefusal.gateway.compat.infotext import (
+    ImageDecodeError,
+    decode_image,
+    parse_infotext,
+    read_text_chunks,
+)
+from ablerefusal.gateway.compat.routing import route_class, validation_field
+from ablerefusal.gateway.deps import ServiceDep
+from ablerefusal.gateway.errors import ApiException
+from ablerefusal.gateway.outputs import resolve_output
+from ablerefusal.gateway.schemas import TERMINAL_STATUSES, Job, JobResult, JobStatus
+from ablerefusal.gateway.services import GatewayService
+from ablerefusal.protocol import ModelInfo, SamplerInfo
+from ablerefusal.worker.engine.samplers import SAMPLERS
+
+OUTPUTS_PREFIX = "/outputs/"
+# Chunk A1111 stores its infotext in; png-info reports it apart from the other chunks.
+PARAMETERS_CHUNK = "parameters"
+_rng = random.SystemRandom()
+# The worker's table (importable without torch) in the wire shape the translation works on.
+SAMPLER_TABLE = [SamplerInfo(id=s.id, name=s.name, aliases=list(s.aliases)) for s in SAMPLERS]
+
+
+def _field_error(field: str, message: str, error_type: str = "value_error") -> dict[str, Any]:
+    return {"loc": ["body", *field.split(".")], "msg": message, "type": error_type}
+
+
+def _a1111_error(status: int, error: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    # A1111's api_middleware shape for errors that are not request validation.
+    body = {"error": error, "detail": message, "body": "", "errors": message}
+    return JSONResponse(body, status_code=status, headers=headers or None)
+
+
+def render_error(exc: Exception) -> Response:
+    """Validation problems as FastAPI's 422 ``detail`` list (what A1111 answers), the rest in A1111's
+    error shape."""
+    if isinstance(exc, CompatFieldError):
+        return JSONResponse({"detail": [_field_error(exc.field, exc.message)]}, status_code=422)
+    if isinstance(exc, CompatError):
+        return _a1111_error(exc.status_code, exc.code, exc.message, exc.headers)
+    if isinstance(exc, ApiException):
+        if exc.details:
+            detail = [_field_error(d.field, d.message) for d in exc.details]
+            return JSONResponse({"detail": detail}, status_code=422)
+        return _a1111_error(exc.status_code, exc.code, exc.message, exc.headers)
+    errors: list[dict[str, Any]] = list(getattr(exc, "errors", lambda: [])())
+    detail = [
+        {
+            **jsonable_encoder(e, exclude={"url", "input"}),
+            "loc": ["body", *validation_field(e["loc"]).split(".")],
+        }
+        for e in errors
+    ]
+    return JSONResponse({"detail": detail}, status_code=422)
+
+
+router = APIRouter(
+    prefix="/sdapi/v1",
+    tags=["automatic1111"],
+    route_class=route_class(render_error),
+    dependencies=[Depends(require_a1111_key)],
+)
+
+
+def _state(request: Request) -> A1111State:
+    return state_of(request.app)
+
+
+def _current_model(service: GatewayService, state: A1111State) -> tuple[ModelInfo, list[ModelInfo]]:
+    """The checkpoint A1111 clients see as loaded: the one chosen via /options, else the default."""
+    listing = service.models()
+    if not listing.models:
+        raise CompatError(503, "RuntimeError", "no models are available on the workers")
+    for wanted in (state.checkpoint, listing.default):
+        found = next((m for m in listing.models if m.id == wanted), None)
+        if found is not None:
+            return found, listing.models
+    return listing.models[0], listing.models
+
+
+async def _image_base64(output_dir: Path, result: JobResult) -> str:
+    rel = result.image_url.removeprefix(OUTPUTS_PREFIX)
+    path = resolve_output(output_dir, rel, rel.encode())
+    data = await asyncio.to_thread(path.read_bytes)
+    return base64.b64encode(data).decode("ascii")
+
+
+async def _cancel_unfinished(service: GatewayService, job_ids: list[str], only_first: bool = False) -> None:
+    for job_id in job_ids:
+        job = await service.get(job_id)
+        if job.status in TERMINAL_STATUSES:
+            continue
+        # It may finish between the read and the cancel; terminal states never change, so that is fine.
+        with contextlib.suppress(ApiException):
+            await service.cancel(job_id)
+        if only_first:
+            return
+
+
+@router.post("/txt2img", summary="Generate images (A1111 txt2img)")
+async def txt2img(body: Txt2ImgRequest, request: Request, service: ServiceDep) -> Txt2ImgResponse:
+    state = _state(request)
+    current, models = _current_model(service, state)
+    plan = plan_txt2img(body, SAMPLER_TABLE, models, current, _rng)
+    run = A1111Run(job_ids=[], started_at=datetime.now())
+    state.runs.append(run)
+    try:
+        for job_request in plan.jobs:
+            run.job_ids.append((await service.submit(job_request)).id)
+        # Waiting on all at once subscribes to every job's events, which is also what makes the dispatcher
+        # ask the worker for the previews /progress shows.
+        finished = await asyncio.gather(*(service.wait(job_id, None) for job_id in run.job_ids))
+    except BaseException:
+        # Refused mid-way (queue full) or the client went away: leave nothing of this request queued.
+        await asyncio.shield(_cancel_unfinished(service, run.job_ids))
+        raise
+    finally:
+        state.runs.remove(run)
+    failed = next((j for j in finished if j.status in (JobStatus.failed, JobStatus.timed_out)), None)
+    if failed is not None:
+        reason = failed.error.message if failed.error else failed.status.value
+        raise CompatError(500, "RuntimeError", f"job {failed.id} {failed.status.value}: {reason}")
+    results = [result for job in finished for result in job.results]
+    output_dir: Path = request.app.state.settings.storage.output_dir
+    images = [await _image_base64(output_dir, r) for r in results] if body.send_images else []
+    info = build_info(body, plan, results, run.started_at)
+    return Txt2ImgResponse(
+        images=images, parameters=body.model_dump(mode="json"), info=json.dumps(info, ensure_ascii=False)
+    )
+
+
+async def _run_jobs(service: GatewayService, run: A1111Run) -> list[Job]:
+    return [await service.get(job_id) for job_id in run.job_ids]
+
+
+@router.get("/progress", summary="Progress of the A1111 request being processed")
+async def progress(
+    request: Request,
+    service: ServiceDep,
+    skip_current_image: bool = Query(False, description="Accepted for A1111 clients; previews are always sent."),
+) -> ProgressResponse:
+    run = _state(request).current()
+    if run is None or not run.job_ids:
+        return idle_progress()
+    return progress_of(run, await _run_jobs(service, run), time.monotonic())
+
+
+@router.post("/interrupt", summary="Stop the A1111 request being processed (all its iterations)")
+async def interrupt(request: Request, service: ServiceDep) -> None:
+    run = _state(request).current()
+    if run is not None:
+        run.interrupted = True
+        await _cancel_unfinished(service, list(run.job_ids))
+
+
+@router.post("/skip", summary="Skip the iteration running now; the request goes on with the next")
+async def skip(request: Request, service: ServiceDep) -> None:
+    run = _state(request).current()
+    if run is not None:
+        run.skipped = True
+        await _cancel_unfinished(service, list(run.job_ids), only_first=True)
+
+
+@router.get("/sd-models", summary="Checkpoints (our models)")
+async def sd_models(service: ServiceDep) -> list[SDModelItem]:
+    return [model_item(m) for m in service.models().models]
+
+
+@router.get("/samplers", summary="Samplers, by A1111 name")
+async def samplers() -> list[SamplerItem]:
+    return sampler_items(SAMPLER_TABLE)
+
+
+@router.get("/schedulers", summary="Noise schedules accepted in txt2img's scheduler")
+async def schedulers() -> list[SchedulerItem]:
+    return scheduler_items(SAMPLER_TABLE)
+
+
+@router.get("/options", summary="Options; sd_model_checkpoint is the model txt2img uses by default")
+async def get_options(request: Request, service: ServiceDep) -> dict[str, Any]:
+    model, _ = _current_model(service, _state(request))
+    return {
+        "sd_model_checkpoint": model_title(model),
+        "sd_checkpoint_hash": model.sha256,
+        "sd_vae": "Automatic",
+        "CLIP_stop_at_last_layers": 1,
+        "samples_format": "png",
+        "sd_checkpoints_limit": 1,
+    }
+
+
+@router.post("/options", summary="Set options; only sd_model_checkpoint has an effect")
+async def set_options(
+    request: Request,
+    service: ServiceDep,
+    options: dict[str, Any] = Body(..., description="Option name → value, as A1111 clients send them."),
+) -> None:
+    if "sd_model_checkpoint" in options:
+        models = service.models().models
+        chosen = require_checkpoint(models, options["sd_model_checkpoint"], "sd_model_checkpoint")
+        _state(request).checkpoint = chosen.id
+
+
+@router.get("/sd-vae", summary="Separate VAEs (none: models use their own)")
+async def sd_vae() -> list[NamedItem]:
+    return []
+
+
+@router.get("/upscalers", summary="Upscalers (none)")
+async def upscalers() -> list[NamedItem]:
+    return []
+
+
+@router.get("/latent-upscale-modes", summary="Latent upscale modes (none)")
+async def latent_upscale_modes() -> list[NamedItem]:
+    return []
+
+
+@router.post("/png-info", summary="Read and parse the generation parameters stored in an image")
+async def png_info(body: PngInfoRequest) -> PngInfoResponse:
+    if not body.image.strip():
+        return PngInfoResponse(info="")
+    try:
+        chunks = read_text_chunks(decode_image(body.image))
+    except ImageDecodeError as exc:
+        raise CompatFieldError("image", str(exc)) from exc
+    text = chunks.pop(PARAMETERS_CHUNK, "")
+    return PngInfoResponse(info=text, items=chunks, parameters=parse_infotext(text) if text else {})

@@ -1,0 +1,219 @@
+"""Per-job events for SSE subscribers: progress, previews, images and status changes.
+
+``EventHub`` is in-process pub/sub: the dispatcher publishes, each SSE connection subscribes to one job id.
+Publishing never waits: every subscriber has a bounded queue, and when a slow subscriber's queue is full
+its oldest *non-status* event is dropped (a later progress or preview supersedes it; status changes and
+images are what a client must not miss, and the store still has everything).
+
+Another gateway may run the job (several gateways on one PostgreSQL store): its events never reach this
+process's hub. ``follow_job`` covers both cases: it starts from the store's snapshot, streams hub events,
+and between them polls the store every ``poll_interval_s`` to synthesise events for changes the hub did not
+carry, ending after the terminal status. The SSE endpoint should iterate ``follow_job``, not the hub.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, Literal, Protocol
+
+from pydantic import BaseModel, Field
+
+from ablerefusal.gateway.schemas import TERMINAL_STATUSES, Job, JobResult, JobStatus
+
+
+class JobProgress(BaseModel):
+    type: Literal["progress"] = "progress"
+    job_id: str = Field(..., description="Job the event is about.")
+    step: int = Field(..., description="Denoising steps finished.")
+    total: int = Field(..., description="Denoising steps in total.")
+    progress: float = Field(..., description="Percent done, 0-100.")
+
+
+class JobPreview(BaseModel):
+    type: Literal["preview"] = "preview"
+    job_id: str = Field(..., description="Job the event is about.")
+    step: int = Field(..., description="Step the preview shows.")
+    image: str = Field(..., description="Latent preview as a data: URL (JPEG).")
+
+
+class JobImage(BaseModel):
+    type: Literal["image"] = "image"
+    job_id: str = Field(..., description="Job the event is about.")
+    result: JobResult = Field(..., description="The finished image.")
+
+
+class JobStatusChange(BaseModel):
+    type: Literal["status"] = "status"
+    job_id: str = Field(..., description="Job the event is about.")
+    status: JobStatus = Field(..., description="The job's new status.")
+    terminal: bool = Field(..., description="True for the last event of the job.")
+    job: Job = Field(..., description="The whole job after the change.")
+
+    @classmethod
+    def of(cls, job: Job) -> JobStatusChange:
+        return cls(job_id=job.id, status=job.status, terminal=job.status in TERMINAL_STATUSES, job=job)
+
+
+JobEvent = Annotated[JobProgress | JobPreview | JobImage | JobStatusChange, Field(discriminator="type")]
+
+
+class Subscription:
+    """One subscriber's bounded queue for one job; iterate it, then ``close`` (or use ``async with``)."""
+
+    def __init__(self, hub: EventHub, job_id: str, maxsize: int) -> None:
+        self.job_id = job_id
+        self.dropped = 0
+        self._hub = hub
+        self._maxsize = maxsize
+        self._items: deque[JobEvent] = deque()
+        self._ready = asyncio.Event()
+
+    def _offer(self, event: JobEvent) -> None:
+        if len(self._items) >= self._maxsize:
+            stale = next((e for e in self._items if isinstance(e, JobProgress | JobPreview)), None)
+            # With only status and image events queued, keep them all: a job has few of them.
+            if stale is not None:
+                self._items.remove(stale)
+                self.dropped += 1
+        self._items.append(event)
+        self._ready.set()
+
+    async def get(self, timeout: float | None = None) -> JobEvent | None:
+        """Next event, or None after ``timeout`` seconds without one."""
+        while not self._items:
+            self._ready.clear()
+            try:
+                await asyncio.wait_for(self._ready.wait(), timeout)
+            except TimeoutError:
+                return None
+        return self._items.popleft()
+
+    def close(self) -> None:
+        self._hub._unsubscribe(self)
+
+    async def __aenter__(self) -> Subscription:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+    def __aiter__(self) -> AsyncIterator[JobEvent]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[JobEvent]:
+        while True:
+            event = await self.get()
+            if event is not None:
+                yield event
+
+
+class EventHub:
+    """In-process pub/sub keyed by job id; use from the event loop's thread only."""
+
+    def __init__(self, maxsize: int = 256) -> None:
+        self._maxsize = maxsize
+        self._subs: dict[str, set[Subscription]] = {}
+
+    def subscribe(self, job_id: str) -> Subscription:
+        sub = Subscription(self, job_id, self._maxsize)
+        self._subs.setdefault(job_id, set()).add(sub)
+        return sub
+
+    def _unsubscribe(self, sub: Subscription) -> None:
+        subs = self._subs.get(sub.job_id)
+        if subs is not None:
+            subs.discard(sub)
+            if not subs:
+                del self._subs[sub.job_id]
+
+    def subscribers(self, job_id: str) -> int:
+        return len(self._subs.get(job_id, ()))
+
+    def publish(self, event: JobEvent) -> None:
+        """Hand ``event`` to every subscriber of its job; never blocks."""
+        for sub in list(self._subs.get(event.job_id, ())):
+            sub._offer(event)
+
+    def publish_job(self, job: Job) -> None:
+        """Publish a status change carrying the whole job."""
+        self.publish(JobStatusChange.of(job))
+
+
+class _JobSource(Protocol):
+    def get(self, job_id: str) -> Job: ...
+
+
+class _Tracker:
+    """What a follower already told its client, so hub events and store polls never repeat themselves."""
+
+    def __init__(self) -> None:
+        self.status: JobStatus | None = None
+        self.step = -1
+        self.images: set[int] = set()
+
+    def accept(self, event: JobEvent) -> bool:
+        if isinstance(event, JobImage):
+            if event.result.index in self.images:
+                return False
+            self.images.add(event.result.index)
+        elif isinstance(event, JobProgress):
+            if event.step == self.step:
+                return False
+            self.step = event.step
+        elif isinstance(event, JobStatusChange):
+            if event.status == self.status and not event.terminal:
+                return False
+            self.status = event.status
+        return True
+
+    def from_snapshot(self, job: Job) -> list[JobEvent]:
+        """Events for whatever changed between what was sent and ``job``; the status event goes last."""
+        events: list[JobEvent] = []
+        if job.status == JobStatus.running and job.step != self.step:
+            events.append(JobProgress(job_id=job.id, step=job.step, total=job.total_steps, progress=job.progress))
+        events += [JobImage(job_id=job.id, result=r) for r in job.results if r.index not in self.images]
+        if job.status != self.status:
+            events.append(JobStatusChange.of(job))
+        return [e for e in events if self.accept(e)]
+
+
+async def follow_job(
+    hub: EventHub,
+    job_id: str,
+    load: Callable[[str], Job] | _JobSource,
+    *,
+    poll_interval_s: float = 1.0,
+) -> AsyncIterator[JobEvent]:
+    """Every event of one job from now to its end, whichever gateway runs it.
+
+    ``load`` is ``store.get`` (or the store): it is called in a thread for the initial snapshot and for
+    each poll, and raises ``JobNotFound`` for an unknown id before anything is yielded. The first events
+    describe the snapshot (a status event, images already made); the last one is the terminal status.
+    """
+    get = load if callable(load) else load.get
+    tracker = _Tracker()
+    sub = hub.subscribe(job_id)
+    try:
+        # Subscribe before reading, so nothing published between the two is lost.
+        job = await asyncio.to_thread(get, job_id)
+        for event in tracker.from_snapshot(job):
+            yield event
+        if job.status in TERMINAL_STATUSES:
+            return
+        while True:
+            hub_event = await sub.get(timeout=poll_interval_s)
+            if hub_event is None:
+                job = await asyncio.to_thread(get, job_id)
+                pending = tracker.from_snapshot(job)
+            else:
+                pending = [hub_event] if tracker.accept(hub_event) else []
+            for event in pending:
+                yield event
+                if isinstance(event, JobStatusChange) and event.terminal:
+                    return
+    finally:
+        with contextlib.suppress(Exception):
+            sub.close()

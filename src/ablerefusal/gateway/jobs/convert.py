@@ -1,0 +1,59 @@
+"""Rows of the job tables → public ``schemas.Job`` objects."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from ablerefusal.gateway.schemas import GenerateRequest, Job, JobError, JobResult, JobStatus
+
+OUTPUTS_URL_PREFIX = "/outputs/"
+# SQLAlchemy's RowMapping is keyed by names or columns.
+Row = Mapping[Any, Any]
+
+
+def to_datetime(epoch: float | None) -> datetime | None:
+    return None if epoch is None else datetime.fromtimestamp(epoch, tz=UTC)
+
+
+def result_from_row(row: Row) -> JobResult:
+    return JobResult(
+        image_url=OUTPUTS_URL_PREFIX + str(row["path"]),
+        seed=int(row["seed"]),
+        index=int(row["idx"]),
+        metadata=dict(row["meta"] or {}),
+        infotext=str(row["infotext"] or ""),
+    )
+
+
+def job_from_row(row: Row, results: Sequence[Row], queue_position: int | None) -> Job:
+    status = JobStatus(row["status"])
+    total = int(row["total_steps"])
+    step = int(row["step"])
+    if status == JobStatus.completed:
+        progress = 100.0
+    elif total > 0:
+        progress = min(100.0, 100.0 * step / total)
+    else:
+        progress = 0.0
+    error = row["error"]
+    return Job(
+        id=row["id"],
+        status=status,
+        progress=progress,
+        step=step,
+        total_steps=total,
+        queue_position=queue_position if status == JobStatus.queued else None,
+        priority=int(row["priority"]),
+        attempts=int(row["attempts"]),
+        created_at=to_datetime(row["created_at"]),
+        started_at=to_datetime(row["started_at"]),
+        finished_at=to_datetime(row["finished_at"]),
+        deadline_at=to_datetime(row["deadline_at"]),
+        worker_id=row["worker_id"],
+        request=GenerateRequest.model_validate(row["request"]),
+        results=[result_from_row(r) for r in sorted(results, key=lambda r: int(r["idx"]))],
+        error=JobError.model_validate(error) if error else None,
+        preview=row["preview"] if status == JobStatus.running else None,
+    )

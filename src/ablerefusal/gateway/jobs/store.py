@@ -1,0 +1,712 @@
+"""The job store: the only place job state changes (DESIGN.md §5).
+
+Every operation is one transaction. Transitions are guarded UPDATEs (``WHERE status IN (<legal sources>)``
+and, for the dispatcher's calls, ``AND attempts = <the claim's attempt>``), so a terminal state never
+changes and a dispatcher that lost its lease cannot touch a job another gateway has claimed since.
+
+The store is synchronous (SQLAlchemy Core). Async callers run its methods in a thread:
+``await asyncio.to_thread(store.get, job_id)`` (FastAPI's plain ``def`` endpoints do this by themselves).
+
+Operations:
+
+============================  ==========================================================================
+``submit``                    validate limits, resolve the seed, honour Idempotency-Key → ``Submitted``
+``get`` / ``list_jobs``       one job / a newest-first page with a status filter and total
+``queue_status``/``counts``   counts by status, running jobs, queued jobs in run order with positions
+``has_claimable``             cheap read: is any queued job eligible now?
+``claim``                     atomically take the head job (+ compatible ones when coalescing)
+``renew_leases``              extend the leases of running jobs a dispatcher still holds
+``record_progress``           step/total/preview for the live jobs of one call; returns cancel requests
+``add_result``                upsert one image (job, index): a retry overwrites
+``complete``/``fail``         terminal outcomes of a running job
+``time_out``                  queued or running → timed_out, keeping partial results
+``cancel``                    queued → cancelled; running → cancel_requested (dispatcher finishes it)
+``mark_cancelled``            running → cancelled (the dispatcher, after stopping the worker item)
+``retry``                     retryable failure → queued with backoff, or failed after max_attempts
+``release``                   undo a claim that never started (busy worker, shutdown): queued, no attempt
+``requeue_expired_leases``    running jobs whose lease lapsed (dead gateway) → queued / final state
+``expire_deadlines``          queued jobs past their deadline → timed_out
+``delete``                    remove a finished job; returns its result paths for the caller to unlink
+============================  ==========================================================================
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+
+from ablerefusal.gateway.jobs import tables
+from ablerefusal.gateway.jobs.convert import Row, job_from_row, result_from_row
+from ablerefusal.gateway.jobs.engine import READ_ONLY, make_engine
+from ablerefusal.gateway.jobs.errors import IdempotencyConflict, JobNotFinished, JobNotFound, QueueFull
+from ablerefusal.gateway.jobs.selection import Candidate, select_batch
+from ablerefusal.gateway.jobs.state import backoff_delay, sources_of
+from ablerefusal.gateway.schemas import (
+    TERMINAL_STATUSES,
+    GenerateRequest,
+    Job,
+    JobError,
+    JobPage,
+    JobResult,
+    JobStatus,
+    QueueCounts,
+    QueueStatus,
+)
+from ablerefusal.gateway.settings import QueueSettings
+from ablerefusal.protocol import SEED_MAX
+
+J = tables.jobs
+R = tables.results
+
+# A claim looks at this many eligible jobs at most: enough to fill a batch past incompatible ones, small
+# enough that PostgreSQL's row locks on the window stay cheap.
+CLAIM_WINDOW = 128
+MAX_PAGE = 500
+
+
+class Submitted(NamedTuple):
+    """Result of ``submit``: the job, and False when an Idempotency-Key replay returned an existing one."""
+
+    job: Job
+    created: bool
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    """A job a dispatcher now runs: ``attempt`` is the fencing token for every later call about it."""
+
+    id: str
+    attempt: int
+    request: GenerateRequest
+    deadline_at: float
+    memory_saving: bool
+
+
+def request_hash(request: GenerateRequest) -> str:
+    """Fingerprint of a request body as submitted (before the seed is resolved), for Idempotency-Key."""
+    canonical = json.dumps(request.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def timeout_error(message: str = "the job's deadline passed") -> JobError:
+    return JobError(code="timeout", message=message)
+
+
+class JobStore:
+    """Persistent job queue on SQLite or PostgreSQL (see the module docstring for the operations)."""
+
+    def __init__(
+        self,
+        url: str,
+        queue: QueueSettings | None = None,
+        *,
+        schema: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """Open (and create the tables of) the store at ``url``; ``clock`` is injectable for tests."""
+        self.settings = queue or QueueSettings()
+        self._clock = clock
+        self.engine = make_engine(url, schema=schema)
+        self._create_tables()
+
+    def _create_tables(self) -> None:
+        try:
+            tables.metadata.create_all(self.engine)
+        except (IntegrityError, ProgrammingError, OperationalError):
+            # Another gateway created them at the same moment; a second pass finds them.
+            tables.metadata.create_all(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- units of work -------------------------------------------------------------------------------
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(**{READ_ONLY: True})
+            with conn.begin():
+                yield conn
+
+    def ping(self) -> bool:
+        """Whether the database answers (for /ready)."""
+        try:
+            with self._read() as conn:
+                conn.execute(select(1))
+        except OperationalError:
+            return False
+        return True
+
+    # -- reading -------------------------------------------------------------------------------------
+
+    def _queue_position(self, conn: Connection, row: Row) -> int:
+        ahead = conn.execute(
+            select(func.count())
+            .select_from(J)
+            .where(
+                J.c.status == JobStatus.queued.value,
+                or_(
+                    J.c.priority > row["priority"],
+                    and_(J.c.priority == row["priority"], J.c.seq < row["seq"]),
+                ),
+            )
+        ).scalar_one()
+        return int(ahead) + 1
+
+    def _to_jobs(self, conn: Connection, rows: Sequence[Row], positions: Mapping[str, int] | None = None) -> list[Job]:
+        if not rows:
+            return []
+        ids = [r["id"] for r in rows]
+        by_job: dict[str, list[Row]] = {i: [] for i in ids}
+        for res in conn.execute(select(R).where(R.c.job_id.in_(ids))).mappings():
+            by_job[res["job_id"]].append(res)
+        jobs = []
+        for row in rows:
+            position = None
+            if row["status"] == JobStatus.queued.value:
+                position = positions[row["id"]] if positions else self._queue_position(conn, row)
+            jobs.append(job_from_row(row, by_job[row["id"]], position))
+        return jobs
+
+    def _get(self, conn: Connection, job_id: str) -> Job:
+        row = conn.execute(select(J).where(J.c.id == job_id)).mappings().first()
+        if row is None:
+            raise JobNotFound(job_id)
+        return self._to_jobs(conn, [row])[0]
+
+    def get(self, job_id: str) -> Job:
+        """The job with its results and queue position; ``JobNotFound`` if there is none."""
+        with self._read() as conn:
+            return self._get(conn, job_id)
+
+    def list_jobs(self, *, status: JobStatus | None = None, offset: int = 0, limit: int = 50) -> JobPage:
+        """Jobs newest first, optionally only one status; ``total`` counts every match."""
+        if offset < 0:
+            raise ValueError("offset: must be ≥ 0")
+        if not 1 <= limit <= MAX_PAGE:
+            raise ValueError(f"limit: must be between 1 and {MAX_PAGE}")
+        where = [] if status is None else [J.c.status == status.value]
+        with self._read() as conn:
+            total = conn.execute(select(func.count()).select_from(J).where(*where)).scalar_one()
+            rows = conn.execute(select(J).where(*where).order_by(J.c.seq.desc()).offset(offset).limit(limit)).mappings()
+            items = self._to_jobs(conn, list(rows))
+        return JobPage(items=items, total=int(total), offset=offset, limit=limit)
+
+    def counts(self) -> QueueCounts:
+        """Jobs by status (also what /metrics exports as queue depth)."""
+        with self._read() as conn:
+            return self._counts(conn)
+
+    def _counts(self, conn: Connection) -> QueueCounts:
+        rows = conn.execute(select(J.c.status, func.count()).group_by(J.c.status)).all()
+        return QueueCounts(**{str(status): int(n) for status, n in rows})
+
+    def queue_status(self, *, limit: int = 100) -> QueueStatus:
+        """Counts, running jobs and the first ``limit`` queued jobs in run order (1-based positions)."""
+        with self._read() as conn:
+            counts = self._counts(conn)
+            running = conn.execute(
+                select(J).where(J.c.status == JobStatus.running.value).order_by(J.c.started_at)
+            ).mappings()
+            queued_rows = list(
+                conn.execute(
+                    select(J)
+                    .where(J.c.status == JobStatus.queued.value)
+                    .order_by(J.c.priority.desc(), J.c.seq)
+                    .limit(limit)
+                ).mappings()
+            )
+            positions = {r["id"]: i + 1 for i, r in enumerate(queued_rows)}
+            return QueueStatus(
+                counts=counts,
+                running=self._to_jobs(conn, list(running)),
+                queued=self._to_jobs(conn, queued_rows, positions),
+                max_queue_length=self.settings.max_queue_length,
+            )
+
+    # -- submit --------------------------------------------------------------------------------------
+
+    def submit(self, request: GenerateRequest, *, idempotency_key: str | None = None) -> Submitted:
+        """Store a validated request as a queued job.
+
+        The seed is resolved here (``-1`` → a random seed whose images all stay ≤ 2**32-1) so a retry draws
+        the same images. Raises ``QueueFull`` at ``max_queue_length`` queued jobs and
+        ``IdempotencyConflict`` when ``idempotency_key`` was used with another body.
+        """
+        body_hash = request_hash(request)
+        try:
+            return self._submit(request, body_hash, idempotency_key)
+        except IntegrityError:
+            if idempotency_key is None:
+                raise
+            # A concurrent submit with the same key won the insert: answer like a replay.
+            with self._read() as conn:
+                found = self._replay(conn, idempotency_key, body_hash)
+            if found is None:
+                raise
+            return found
+
+    def _replay(self, conn: Connection, key: str, body_hash: str) -> Submitted | None:
+        row = conn.execute(select(J.c.id, J.c.request_hash).where(J.c.idempotency_key == key)).first()
+        if row is None:
+            return None
+        if row.request_hash != body_hash:
+            raise IdempotencyConflict(key, row.id)
+        return Submitted(self._get(conn, row.id), created=False)
+
+    def _submit(self, request: GenerateRequest, body_hash: str, key: str | None) -> Submitted:
+        now = self._clock()
+        with self._write() as conn:
+            if key is not None and (found := self._replay(conn, key, body_hash)) is not None:
+                return found
+            queued = conn.execute(
+                select(func.count()).select_from(J).where(J.c.status == JobStatus.queued.value)
+            ).scalar_one()
+            if queued >= self.settings.max_queue_length:
+                raise QueueFull(int(queued), self.settings.max_queue_length, self.settings.retry_after_s)
+            seed = request.seed
+            if seed < 0:
+                seed = secrets.randbelow(SEED_MAX - request.batch_size + 2)
+            stored = request.model_copy(update={"seed": seed})
+            timeout = self.settings.default_timeout_s
+            if request.timeout_s is not None:
+                timeout = min(timeout, request.timeout_s)
+            job_id = str(uuid.uuid4())
+            conn.execute(
+                insert(J).values(
+                    id=job_id,
+                    status=JobStatus.queued.value,
+                    priority=request.priority,
+                    model=request.model,
+                    width=request.width,
+                    height=request.height,
+                    steps=request.steps,
+                    sampler=request.sampler,
+                    cfg_scale=request.cfg_scale,
+                    batch_size=request.batch_size,
+                    request=stored.model_dump(mode="json"),
+                    request_hash=body_hash,
+                    idempotency_key=key,
+                    created_at=now,
+                    deadline_at=now + timeout,
+                    not_before=now,
+                    attempts=0,
+                    step=0,
+                    total_steps=request.steps,
+                    cancel_requested=False,
+                    memory_saving=False,
+                )
+            )
+            return Submitted(self._get(conn, job_id), created=True)
+
+    # -- claiming ------------------------------------------------------------------------------------
+
+    def _eligible(self, now: float) -> Any:
+        return and_(J.c.status == JobStatus.queued.value, J.c.not_before <= now, J.c.deadline_at > now)
+
+    def has_claimable(self) -> bool:
+        """Cheap read: is any queued job eligible to run now? (Lets idle dispatchers skip the write lock.)"""
+        with self._read() as conn:
+            return conn.execute(select(J.c.id).where(self._eligible(self._clock())).limit(1)).first() is not None
+
+    def claim(
+        self,
+        worker_id: str,
+        *,
+        loaded_model: str | None = None,
+        max_images: int = 1,
+        coalesce: bool = False,
+    ) -> list[ClaimedJob]:
+        """Atomically move the next job (and, when ``coalesce``, compatible ones) to running.
+
+        Selection follows ``selection.select_batch``. On PostgreSQL the window of candidates is read with
+        ``FOR UPDATE SKIP LOCKED`` so concurrent gateways take disjoint jobs; on SQLite the transaction is
+        ``BEGIN IMMEDIATE``. Each UPDATE is also guarded by ``status = 'queued'``, so a job is never claimed
+        twice whatever the engine. Returns the claimed jobs, head first; empty when nothing is eligible.
+        """
+        now = self._clock()
+        with self._write() as conn:
+            rows = conn.execute(
+                select(
+                    J.c.id,
+                    J.c.priority,
+                    J.c.seq,
+                    J.c.model,
+                    J.c.width,
+                    J.c.height,
+                    J.c.steps,
+                    J.c.sampler,
+                    J.c.cfg_scale,
+                    J.c.batch_size,
+                    J.c.created_at,
+                    J.c.not_before,
+                )
+                .where(self._eligible(now))
+                .order_by(J.c.priority.desc(), J.c.seq)
+                .limit(CLAIM_WINDOW)
+                .with_for_update(skip_locked=True)
+            ).all()
+            candidates = [
+                Candidate(
+                    id=r.id,
+                    priority=r.priority,
+                    seq=r.seq,
+                    model=r.model,
+                    width=r.width,
+                    height=r.height,
+                    steps=r.steps,
+                    sampler=r.sampler,
+                    cfg_scale=r.cfg_scale,
+                    batch_size=r.batch_size,
+                    eligible_since=max(r.created_at, r.not_before),
+                )
+                for r in rows
+            ]
+            chosen = select_batch(
+                candidates,
+                loaded_model=loaded_model,
+                max_images=max_images,
+                coalesce=coalesce,
+                now=now,
+                max_skip_s=self.settings.max_priority_skip_s,
+            )
+            claimed: list[ClaimedJob] = []
+            for cand in chosen:
+                taken = conn.execute(
+                    update(J)
+                    .where(J.c.id == cand.id, J.c.status == JobStatus.queued.value)
+                    .values(
+                        status=JobStatus.running.value,
+                        worker_id=worker_id,
+                        attempts=J.c.attempts + 1,
+                        started_at=now,
+                        lease_until=now + self.settings.lease_s,
+                        step=0,
+                        preview=None,
+                    )
+                    .returning(J.c.attempts, J.c.request, J.c.deadline_at, J.c.memory_saving)
+                ).first()
+                if taken is not None:
+                    claimed.append(
+                        ClaimedJob(
+                            id=cand.id,
+                            attempt=int(taken.attempts),
+                            request=GenerateRequest.model_validate(taken.request),
+                            deadline_at=float(taken.deadline_at),
+                            memory_saving=bool(taken.memory_saving),
+                        )
+                    )
+            return claimed
+
+    # -- while running -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _held(claims: Sequence[ClaimedJob]) -> Any:
+        return or_(*(and_(J.c.id == c.id, J.c.attempts == c.attempt) for c in claims))
+
+    def renew_leases(self, claims: Sequence[ClaimedJob]) -> set[str]:
+        """Extend the leases of these running jobs; returns the ids still held (others were taken away)."""
+        if not claims:
+            return set()
+        now = self._clock()
+        with self._write() as conn:
+            rows = conn.execute(
+                update(J)
+                .where(self._held(claims), J.c.status == JobStatus.running.value)
+                .values(lease_until=now + self.settings.lease_s)
+                .returning(J.c.id)
+            ).all()
+        return {r.id for r in rows}
+
+    def record_progress(
+        self,
+        claims: Sequence[ClaimedJob],
+        step: int,
+        total: int,
+        previews: Mapping[str, str] | None = None,
+    ) -> set[str]:
+        """Store step/total for running jobs (and ``previews``: job id → data URL); returns the ids of
+        those a cancel request is waiting on."""
+        if not claims:
+            return set()
+        with self._write() as conn:
+            rows = conn.execute(
+                update(J)
+                .where(self._held(claims), J.c.status == JobStatus.running.value)
+                .values(step=step, total_steps=total)
+                .returning(J.c.id, J.c.cancel_requested)
+            ).all()
+            for job_id, preview in (previews or {}).items():
+                conn.execute(
+                    update(J).where(J.c.id == job_id, J.c.status == JobStatus.running.value).values(preview=preview)
+                )
+        return {r.id for r in rows if r.cancel_requested}
+
+    def cancel_requested(self, claims: Sequence[ClaimedJob]) -> set[str]:
+        """Ids among these running jobs that a cancel request (from any gateway) is waiting on."""
+        if not claims:
+            return set()
+        with self._read() as conn:
+            rows = conn.execute(
+                select(J.c.id).where(
+                    self._held(claims), J.c.status == JobStatus.running.value, J.c.cancel_requested.is_(True)
+                )
+            ).all()
+        return {r.id for r in rows}
+
+    def add_result(
+        self,
+        job_id: str,
+        index: int,
+        path: str,
+        seed: int,
+        metadata: Mapping[str, Any],
+        infotext: str,
+        *,
+        attempt: int | None = None,
+    ) -> JobResult | None:
+        """Record image ``index`` of a running job (``path`` relative to the output dir).
+
+        Upsert per (job, index), so a retry overwrites. None when the job no longer runs under ``attempt``
+        (cancelled, timed out or taken over): the caller then removes the file it wrote.
+        """
+        with self._write() as conn:
+            guard = [J.c.id == job_id, J.c.status == JobStatus.running.value]
+            if attempt is not None:
+                guard.append(J.c.attempts == attempt)
+            if conn.execute(select(J.c.id).where(*guard)).first() is None:
+                return None
+            conn.execute(delete(R).where(R.c.job_id == job_id, R.c.idx == index))
+            row = {
+                "job_id": job_id,
+                "idx": index,
+                "path": path,
+                "seed": seed,
+                "meta": dict(metadata),
+                "infotext": infotext,
+            }
+            conn.execute(insert(R).values(**row))
+        return result_from_row(row)
+
+    # -- transitions ---------------------------------------------------------------------------------
+
+    def _transition(
+        self,
+        conn: Connection,
+        job_id: str,
+        new: JobStatus,
+        values: Mapping[str, Any],
+        *,
+        attempt: int | None = None,
+        extra: Sequence[Any] = (),
+    ) -> bool:
+        guard = [J.c.id == job_id, J.c.status.in_(sources_of(new)), *extra]
+        if attempt is not None:
+            guard.append(J.c.attempts == attempt)
+        update_values = {"status": new.value, **values}
+        if new in TERMINAL_STATUSES:
+            update_values.update(finished_at=self._clock(), lease_until=None, preview=None)
+        return conn.execute(update(J).where(*guard).values(**update_values)).rowcount == 1
+
+    def _finish(
+        self,
+        job_id: str,
+        new: JobStatus,
+        values: Mapping[str, Any],
+        attempt: int | None,
+        extra: Sequence[Any] = (),
+    ) -> Job | None:
+        with self._write() as conn:
+            if not self._transition(conn, job_id, new, values, attempt=attempt, extra=extra):
+                return None
+            return self._get(conn, job_id)
+
+    def complete(self, job_id: str, *, attempt: int | None = None) -> Job | None:
+        """running → completed; None if the job was not running (under ``attempt``)."""
+        return self._finish(job_id, JobStatus.completed, {"error": None}, attempt)
+
+    def fail(self, job_id: str, error: JobError, *, attempt: int | None = None) -> Job | None:
+        """running → failed with ``error``; None if the job was not running (under ``attempt``)."""
+        return self._finish(job_id, JobStatus.failed, {"error": error.model_dump()}, attempt)
+
+    def time_out(self, job_id: str, *, attempt: int | None = None, message: str | None = None) -> Job | None:
+        """queued or running → timed_out; images already recorded stay. None if already final."""
+        error = timeout_error(message) if message else timeout_error()
+        return self._finish(job_id, JobStatus.timed_out, {"error": error.model_dump()}, attempt)
+
+    def mark_cancelled(self, job_id: str, *, attempt: int | None = None) -> Job | None:
+        """running → cancelled, once the dispatcher has stopped the worker item; keeps finished images."""
+        error = JobError(code="cancelled", message="cancelled by request")
+        return self._finish(job_id, JobStatus.cancelled, {"error": error.model_dump()}, attempt)
+
+    def cancel(self, job_id: str) -> Job:
+        """Cancel by request. queued → cancelled at once; running → ``cancel_requested`` which the
+        dispatcher running it acts on within one step; a finished job is returned unchanged."""
+        error = JobError(code="cancelled", message="cancelled by request")
+        with self._write() as conn:
+            self._transition(
+                conn,
+                job_id,
+                JobStatus.cancelled,
+                {"error": error.model_dump()},
+                extra=[J.c.status == JobStatus.queued.value],
+            )
+            conn.execute(
+                update(J).where(J.c.id == job_id, J.c.status == JobStatus.running.value).values(cancel_requested=True)
+            )
+            return self._get(conn, job_id)
+
+    def release(self, job_id: str, *, attempt: int | None = None) -> Job | None:
+        """Undo a claim whose job never started (worker busy, gateway shutting down): back to queued
+        at once, the attempt not counted. A pending cancel request ends it as cancelled instead."""
+        with self._write() as conn:
+            guard = [J.c.id == job_id, J.c.status == JobStatus.running.value]
+            if attempt is not None:
+                guard.append(J.c.attempts == attempt)
+            row = conn.execute(select(J.c.cancel_requested).where(*guard)).first()
+            if row is None:
+                return None
+            if row.cancel_requested:
+                error = JobError(code="cancelled", message="cancelled by request")
+                self._transition(conn, job_id, JobStatus.cancelled, {"error": error.model_dump()}, attempt=attempt)
+            else:
+                self._transition(
+                    conn,
+                    job_id,
+                    JobStatus.queued,
+                    {
+                        "attempts": J.c.attempts - 1,
+                        "not_before": self._clock(),
+                        "lease_until": None,
+                        "step": 0,
+                        "preview": None,
+                    },
+                    attempt=attempt,
+                )
+            return self._get(conn, job_id)
+
+    def retry(
+        self,
+        job_id: str,
+        error: JobError,
+        *,
+        attempt: int | None = None,
+        memory_saving: bool = False,
+    ) -> Job | None:
+        """A retryable failure of a running job: back to queued, not before now + backoff with jitter.
+
+        Ends the job instead when that is all that is left: ``failed`` (with ``error``) after
+        ``max_attempts`` starts, ``timed_out`` past its deadline, ``cancelled`` if a cancel is pending.
+        ``memory_saving`` (after out_of_memory) makes every later attempt ask for memory-saving options.
+        """
+        with self._write() as conn:
+            return self._retry(conn, job_id, error, attempt, memory_saving)
+
+    def _retry(
+        self, conn: Connection, job_id: str, error: JobError, attempt: int | None, memory_saving: bool
+    ) -> Job | None:
+        guard = [J.c.id == job_id, J.c.status == JobStatus.running.value]
+        if attempt is not None:
+            guard.append(J.c.attempts == attempt)
+        row = conn.execute(
+            select(J.c.attempts, J.c.deadline_at, J.c.cancel_requested, J.c.memory_saving).where(*guard)
+        ).first()
+        if row is None:
+            return None
+        now = self._clock()
+        fence = int(row.attempts)
+        if row.cancel_requested:
+            self._transition(
+                conn,
+                job_id,
+                JobStatus.cancelled,
+                {"error": JobError(code="cancelled", message="cancelled by request").model_dump()},
+                attempt=fence,
+            )
+        elif row.deadline_at <= now:
+            self._transition(conn, job_id, JobStatus.timed_out, {"error": timeout_error().model_dump()}, attempt=fence)
+        elif fence >= self.settings.max_attempts:
+            final = JobError(code=error.code, message=f"{error.message} (gave up after {fence} attempts)")
+            self._transition(conn, job_id, JobStatus.failed, {"error": final.model_dump()}, attempt=fence)
+        else:
+            delay = backoff_delay(fence, self.settings.backoff_base_s, self.settings.backoff_max_s)
+            self._transition(
+                conn,
+                job_id,
+                JobStatus.queued,
+                {
+                    "error": error.model_dump(),
+                    "not_before": now + delay,
+                    "lease_until": None,
+                    "step": 0,
+                    "preview": None,
+                    "memory_saving": bool(row.memory_saving) or memory_saving,
+                },
+                attempt=fence,
+            )
+        return self._get(conn, job_id)
+
+    # -- housekeeping --------------------------------------------------------------------------------
+
+    def requeue_expired_leases(self) -> list[str]:
+        """Running jobs whose lease lapsed (their gateway died) go back to the queue (or end, see
+        ``retry``). Run on start and periodically; returns the ids handled."""
+        now = self._clock()
+        lost = JobError(code="worker_unreachable", message="the gateway running this job stopped renewing its lease")
+        handled = []
+        with self._write() as conn:
+            rows = conn.execute(
+                select(J.c.id)
+                .where(J.c.status == JobStatus.running.value, J.c.lease_until < now)
+                .with_for_update(skip_locked=True)
+            ).all()
+            for row in rows:
+                if self._retry(conn, row.id, lost, None, False) is not None:
+                    handled.append(row.id)
+        return handled
+
+    def expire_deadlines(self) -> list[str]:
+        """Queued jobs past their deadline → timed_out; returns their ids. (Running ones are the
+        dispatcher's: it must stop the worker first.)"""
+        now = self._clock()
+        with self._write() as conn:
+            rows = conn.execute(
+                update(J)
+                .where(J.c.status == JobStatus.queued.value, J.c.deadline_at <= now)
+                .values(
+                    status=JobStatus.timed_out.value,
+                    finished_at=now,
+                    error=timeout_error("the deadline passed while the job was queued").model_dump(),
+                )
+                .returning(J.c.id)
+            ).all()
+        return [r.id for r in rows]
+
+    def delete(self, job_id: str) -> list[str]:
+        """Remove a finished job and its result rows; returns the result paths (relative to the output
+        dir) so the caller deletes the files. ``JobNotFinished`` for queued or running jobs."""
+        with self._write() as conn:
+            row = conn.execute(select(J.c.status).where(J.c.id == job_id)).first()
+            if row is None:
+                raise JobNotFound(job_id)
+            if JobStatus(row.status) not in TERMINAL_STATUSES:
+                raise JobNotFinished(job_id, row.status)
+            paths = [r.path for r in conn.execute(select(R.c.path).where(R.c.job_id == job_id)).all()]
+            conn.execute(delete(R).where(R.c.job_id == job_id))
+            conn.execute(delete(J).where(J.c.id == job_id))
+        return paths

@@ -1,0 +1,77 @@
+"""Job store tables (SQLAlchemy Core), portable between SQLite and PostgreSQL.
+
+Times are UNIX epoch seconds in double columns: they compare the same way on both engines, which a
+SQLite ``DATETIME`` (text, no time zone) would not. JSON fields use SQLAlchemy's ``JSON`` type (TEXT on
+SQLite, json on PostgreSQL).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
+_SeqType = BigInteger().with_variant(Integer(), "sqlite")
+
+jobs = Table(
+    "ar_jobs",
+    metadata,
+    # seq is the FIFO order within a priority: ids are random UUIDs and timestamps can tie.
+    Column("seq", _SeqType, primary_key=True, autoincrement=True),
+    Column("id", String(36), nullable=False, unique=True),
+    Column("status", String(16), nullable=False),
+    Column("priority", Integer, nullable=False, default=0),
+    # Denormalised copies of the request's shared parameters, so claims compare jobs without decoding JSON.
+    Column("model", String(256), nullable=True),
+    Column("width", Integer, nullable=False),
+    Column("height", Integer, nullable=False),
+    Column("steps", Integer, nullable=False),
+    Column("sampler", String(64), nullable=False),
+    Column("cfg_scale", Double, nullable=False),
+    Column("batch_size", Integer, nullable=False),
+    Column("request", JSON, nullable=False),
+    Column("request_hash", String(64), nullable=False),
+    Column("idempotency_key", String(256), nullable=True, unique=True),
+    Column("created_at", Double, nullable=False),
+    Column("started_at", Double, nullable=True),
+    Column("finished_at", Double, nullable=True),
+    Column("deadline_at", Double, nullable=False),
+    Column("not_before", Double, nullable=False),
+    Column("lease_until", Double, nullable=True),
+    Column("worker_id", String(256), nullable=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("step", Integer, nullable=False, default=0),
+    Column("total_steps", Integer, nullable=False, default=0),
+    Column("preview", Text, nullable=True),
+    Column("error", JSON, nullable=True),
+    Column("cancel_requested", Boolean, nullable=False, default=False),
+    # Set after an out_of_memory failure: the next attempt asks the worker for its memory-saving options.
+    Column("memory_saving", Boolean, nullable=False, default=False),
+    Index("ar_jobs_run_order", "status", "priority", "seq"),
+    Index("ar_jobs_lease", "status", "lease_until"),
+)
+
+results = Table(
+    "ar_job_results",
+    metadata,
+    Column("job_id", String(36), ForeignKey("ar_jobs.id", ondelete="CASCADE"), primary_key=True),
+    Column("idx", Integer, primary_key=True),
+    Column("path", String(1024), nullable=False),
+    Column("seed", BigInteger, nullable=False),
+    Column("meta", JSON, nullable=False),
+    Column("infotext", Text, nullable=False, default=""),
+)

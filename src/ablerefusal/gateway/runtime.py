@@ -1,0 +1,55 @@
+"""What the gateway runs between startup and shutdown: job store, event hub, worker pool, dispatcher.
+
+Start order matters: the store first (and jobs a dead gateway left running go back to the queue), then
+the workers, then the dispatcher that feeds them. Stop order is the reverse, so no job is claimed by a
+dispatcher whose workers are already gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from ablerefusal.gateway.dispatch import Dispatcher
+from ablerefusal.gateway.events import EventHub
+from ablerefusal.gateway.jobs import JobStore
+from ablerefusal.gateway.metrics import GatewayMetrics
+from ablerefusal.gateway.schemas import Job
+from ablerefusal.gateway.services import GatewayService
+from ablerefusal.gateway.settings import Settings
+from ablerefusal.gateway.workers.pool import WorkerPool
+
+log = logging.getLogger(__name__)
+
+
+class Runtime:
+    def __init__(self, settings: Settings, metrics: GatewayMetrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.store = JobStore(settings.storage.database_url, settings.queue)
+        self.events = EventHub()
+        self.pool = WorkerPool(settings)
+        self.dispatcher = Dispatcher(
+            self.store,
+            settings,
+            settings.storage.output_dir,
+            self.events,
+            self.pool.ready_handles,
+            on_finished=self._job_finished,
+        )
+        self.service = GatewayService(settings, self.store, self.pool, self.events, metrics, self.dispatcher)
+
+    def _job_finished(self, job: Job) -> None:
+        self.metrics.observe_finished(job)
+        log.info("job %s", job.status.value, extra={"job_id": job.id})
+
+    async def start(self) -> None:
+        self.settings.storage.output_dir.mkdir(parents=True, exist_ok=True)
+        await self.pool.start()
+        # The dispatcher's start requeues the jobs a dead gateway left running, before any claim.
+        await self.dispatcher.start()
+
+    async def stop(self) -> None:
+        await self.dispatcher.stop()
+        await self.pool.stop()
+        await asyncio.to_thread(self.store.close)

@@ -1,0 +1,170 @@
+"""Client of worker protocol v1 (DESIGN.md §4): the gateway's only way to talk to a worker.
+
+Errors are typed: every non-2xx answer becomes a ``WorkerError`` carrying the protocol's ``ErrorCode`` and
+``retryable``; a refused connection, a timeout or a generation stream cut before its ``done``/``error``
+line becomes ``WorkerUnreachable`` (code ``worker_unreachable``, always retryable).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+from pydantic import ValidationError
+
+from ablerefusal.protocol import (
+    RETRYABLE_CODES,
+    DoneEvent,
+    ErrorBody,
+    ErrorCode,
+    ErrorEvent,
+    ErrorResponse,
+    GenerateCall,
+    ModelList,
+    WorkerEvent,
+    WorkerInfo,
+    parse_event,
+)
+
+WORKER_UNREACHABLE = "worker_unreachable"
+DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+# A generation stream may stay silent while the worker loads a model; deadlines and leases bound it.
+STREAM_TIMEOUT = httpx.Timeout(None, connect=5.0)
+
+
+class WorkerError(Exception):
+    """A worker answered with an error (HTTP error body or an ``error`` stream event)."""
+
+    def __init__(
+        self,
+        code: ErrorCode | str,
+        message: str,
+        *,
+        retryable: bool,
+        status_code: int | None = None,
+        body: ErrorBody | None = None,
+    ) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = str(code)
+        self.message = message
+        self.retryable = retryable
+        self.status_code = status_code
+        self.body = body
+
+
+class WorkerUnreachable(WorkerError):
+    """No usable answer: connection refused/reset, timeout, or the stream ended without ``done``."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(WORKER_UNREACHABLE, message, retryable=True)
+
+
+def _error_from_response(response: httpx.Response) -> WorkerError:
+    try:
+        body = ErrorResponse.model_validate_json(response.content).error
+    except ValidationError:
+        # Not our error shape (a proxy's page, a crash mid-answer): only the status code says anything.
+        retryable = response.status_code >= 500
+        code = ErrorCode.internal if retryable else ErrorCode.invalid_request
+        text = response.text[:200] or response.reason_phrase
+        return WorkerError(
+            code,
+            f"HTTP {response.status_code}: {text}",
+            retryable=retryable,
+            status_code=response.status_code,
+        )
+    retryable = body.retryable or body.code in RETRYABLE_CODES
+    return WorkerError(body.code, body.message, retryable=retryable, status_code=response.status_code, body=body)
+
+
+def error_from_event(event: ErrorEvent) -> WorkerError:
+    """The exception equivalent of an ``error`` line of a generation stream."""
+    return WorkerError(event.code, event.message, retryable=event.retryable or event.code in RETRYABLE_CODES)
+
+
+class WorkerClient:
+    """Async client for one worker's ``/v1`` API at ``base_url`` (e.g. ``http://127.0.0.1:8001``)."""
+
+    def __init__(self, base_url: str, *, http: httpx.AsyncClient | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._http = http or httpx.AsyncClient(timeout=DEFAULT_TIMEOUT)
+        self._owns_http = http is None
+
+    async def aclose(self) -> None:
+        if self._owns_http:
+            await self._http.aclose()
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = await self._http.request(method, self.base_url + path, **kwargs)
+        except httpx.TransportError as exc:
+            raise WorkerUnreachable(f"{method} {self.base_url}{path}: {exc!r}") from exc
+        if response.status_code >= 400:
+            raise _error_from_response(response)
+        return response
+
+    async def health(self) -> bool:
+        """Liveness: True when the process answers; False when unreachable or erroring."""
+        try:
+            await self._request("GET", "/v1/health")
+        except WorkerError:
+            return False
+        return True
+
+    async def ready(self) -> bool:
+        """Readiness: True once the worker's device is initialised (``/v1/ready`` answers 2xx)."""
+        try:
+            await self._request("GET", "/v1/ready")
+        except WorkerError:
+            return False
+        return True
+
+    async def info(self) -> WorkerInfo:
+        return WorkerInfo.model_validate_json((await self._request("GET", "/v1/info")).content)
+
+    async def models(self) -> ModelList:
+        return ModelList.model_validate_json((await self._request("GET", "/v1/models")).content)
+
+    async def cancel(self, call_id: str, job_id: str | None = None) -> bool:
+        """Stop a call at its next step, or drop only ``job_id``'s item. False if the call is unknown
+        (already finished); ``WorkerUnreachable`` if the worker does not answer."""
+        try:
+            await self._request("POST", f"/v1/generate/{call_id}/cancel", json={"job_id": job_id} if job_id else {})
+        except WorkerUnreachable:
+            raise
+        except WorkerError as exc:
+            if exc.status_code == 404:
+                return False
+            raise
+        return True
+
+    async def generate(self, call: GenerateCall) -> AsyncIterator[WorkerEvent]:
+        """Run one call; yields its parsed events in order, the last being ``done`` or ``error``.
+
+        An HTTP error answer raises ``WorkerError`` before anything is yielded; ``error`` lines are
+        yielded (an item's error carries its ``job_id``; a call-wide one ends the stream). A stream that
+        breaks or ends without ``done``/``error`` raises ``WorkerUnreachable``.
+        """
+        url = self.base_url + "/v1/generate"
+        body = call.model_dump(mode="json", exclude_none=True)
+        try:
+            async with self._http.stream("POST", url, json=body, timeout=STREAM_TIMEOUT) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise _error_from_response(response)
+                async for line in response.aiter_lines():
+                    if not line.strip():
+                        continue
+                    try:
+                        event = parse_event(line)
+                    except ValidationError as exc:
+                        raise WorkerError(
+                            ErrorCode.internal, f"unparseable stream line: {exc.errors()[:1]}", retryable=True
+                        ) from exc
+                    yield event
+                    if isinstance(event, DoneEvent) or (isinstance(event, ErrorEvent) and event.job_id is None):
+                        return
+        except httpx.TransportError as exc:
+            raise WorkerUnreachable(f"generation stream from {self.base_url} broke: {exc!r}") from exc
+        raise WorkerUnreachable(f"generation stream from {self.base_url} ended without a done event")

@@ -1,0 +1,241 @@
+"""Model registry: what the worker can load, under stable, path-free ids.
+
+Sources: diffusers folders and single-file ``.safetensors`` checkpoints directly under the models directory,
+and configured Hugging Face repo ids. Ids come from names on disk (``org/repo`` becomes ``org--repo``, as in
+the HF cache), never from request input joined to a path: a request's id is only ever a dictionary key.
+Files that are refused (pickles without opt-in, renamed pickles, broken files) are remembered with the
+reason, so asking for one says why it is not offered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ablerefusal.protocol import ModelFamily, ModelFormat, ModelInfo
+from ablerefusal.worker.engine.detection import (
+    PICKLE_SUFFIXES,
+    UnsupportedModelError,
+    family_from_folder,
+    family_from_tensor_names,
+    looks_like_pickle,
+    read_safetensors_header,
+)
+from ablerefusal.worker.engine.errors import InvalidRequestError, ModelNotFoundError
+from ablerefusal.worker.tiny import DEMO_METADATA_KEY, MARKER_FILE, SIDECAR_SUFFIX
+
+log = logging.getLogger(__name__)
+
+MODEL_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_HASH_MAX_BYTES = 256 * 1024 * 1024  # hash small files at scan; big ones are hashed when first loaded
+
+
+@dataclass
+class ModelEntry:
+    id: str
+    name: str
+    family: ModelFamily
+    format: ModelFormat
+    path: Path | None = None
+    hub_id: str | None = None
+    size_bytes: int | None = None
+    demo: bool = False
+    sha256: str | None = None
+    config_dir: Path | None = None  # sidecar diffusers configs of a single-file checkpoint
+    pickle: bool = False
+
+    def info(self, loaded: bool) -> ModelInfo:
+        return ModelInfo(
+            id=self.id,
+            name=self.name,
+            family=self.family,
+            format=self.format,
+            size_bytes=self.size_bytes,
+            loaded=loaded,
+            demo=self.demo,
+            sha256=self.sha256,
+            default_size=1024 if self.family is ModelFamily.sdxl else 512,
+        )
+
+
+@dataclass
+class _Scan:
+    entries: dict[str, ModelEntry] = field(default_factory=dict)
+    refused: dict[str, str] = field(default_factory=dict)
+
+
+def check_model_id(model_id: str) -> None:
+    """Refuse ids that could name a path (traversal, separators) before any lookup."""
+    if "/" in model_id or "\\" in model_id or ".." in model_id or not MODEL_ID_RE.match(model_id):
+        raise InvalidRequestError(
+            "model must be a model id from /v1/models: letters, digits, '.', '_', '-', no path components",
+            field="model",
+        )
+
+
+def _slug(name: str) -> str:
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "model"
+    return slug.replace("..", ".")[:128]
+
+
+def _dir_size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class ModelRegistry:
+    def __init__(self, models_dir: Path, hub_ids: list[str], allow_pickle: bool) -> None:
+        self.models_dir = models_dir
+        self.hub_ids = list(hub_ids)
+        self.allow_pickle = allow_pickle
+        self._lock = threading.Lock()
+        self._scan = _Scan()
+        self._hashes: dict[tuple[Path, int, int], str] = {}
+
+    def scan(self) -> dict[str, ModelEntry]:
+        """Rescan the models directory (cheap: headers and configs only)."""
+        scan = _Scan()
+        root = self.models_dir.resolve()
+        if root.is_dir():
+            children = sorted(root.iterdir(), key=lambda p: (p.is_file(), p.name))
+            for child in children:
+                self._scan_one(child, root, scan)
+        for hub_id in self.hub_ids:
+            model_id = _slug(hub_id.replace("/", "--"))
+            family = ModelFamily.sdxl if "xl" in hub_id.lower() else ModelFamily.sd15
+            scan.entries.setdefault(
+                model_id, ModelEntry(id=model_id, name=hub_id, family=family, format=ModelFormat.hub, hub_id=hub_id)
+            )
+        with self._lock:
+            self._scan = scan
+        return scan.entries
+
+    def _scan_one(self, child: Path, root: Path, scan: _Scan) -> None:
+        if child.name.startswith("."):
+            return
+        resolved = child.resolve()
+        if not resolved.is_relative_to(root):
+            scan.refused[_slug(child.stem if child.is_file() else child.name)] = "links outside the models directory"
+            return
+        try:
+            if child.is_dir():
+                if child.name.endswith(SIDECAR_SUFFIX) and child.with_suffix(".safetensors").is_file():
+                    return  # configs of a single-file checkpoint, not a model of its own
+                if (child / "model_index.json").is_file():
+                    self._add_folder(child, scan)
+                return
+            suffix = child.suffix.lower()
+            if suffix == ".safetensors":
+                self._add_safetensors(child, scan)
+            elif suffix in PICKLE_SUFFIXES:
+                self._add_pickle(child, scan)
+        except UnsupportedModelError as exc:
+            scan.refused[_slug(child.stem)] = str(exc)
+            log.warning("refused %s: %s", child.name, exc)
+
+    def _unique(self, base: str, scan: _Scan, fmt_suffix: str) -> str:
+        model_id = _slug(base)
+        return model_id if model_id not in scan.entries else _slug(f"{base}{fmt_suffix}")
+
+    def _add_folder(self, folder: Path, scan: _Scan) -> None:
+        family = family_from_folder(folder)
+        weights = list(folder.rglob("*.safetensors"))
+        if not weights and not self.allow_pickle:
+            raise UnsupportedModelError(f"{folder.name}: no .safetensors weights (pickle weights are refused)")
+        marker = folder / MARKER_FILE
+        demo = marker.is_file() and bool(json.loads(marker.read_text()).get("demo"))
+        model_id = self._unique(folder.name, scan, "-diffusers")
+        scan.entries[model_id] = ModelEntry(
+            id=model_id,
+            name=folder.name,
+            family=family,
+            format=ModelFormat.diffusers,
+            path=folder,
+            size_bytes=_dir_size(folder),
+            demo=demo,
+        )
+
+    def _add_safetensors(self, path: Path, scan: _Scan) -> None:
+        header = read_safetensors_header(path)
+        family = family_from_tensor_names(header)
+        metadata = header.get("__metadata__") or {}
+        sidecar = path.with_suffix(SIDECAR_SUFFIX)
+        stat = path.stat()
+        model_id = self._unique(path.stem, scan, ".safetensors")
+        scan.entries[model_id] = ModelEntry(
+            id=model_id,
+            name=path.name,
+            family=family,
+            format=ModelFormat.single_file,
+            path=path,
+            size_bytes=stat.st_size,
+            demo=metadata.get(DEMO_METADATA_KEY) == "true",
+            sha256=self._hash_if_small(path),
+            config_dir=sidecar if (sidecar / "model_index.json").is_file() else None,
+        )
+
+    def _add_pickle(self, path: Path, scan: _Scan) -> None:
+        if not self.allow_pickle:
+            raise UnsupportedModelError(
+                f"{path.name}: pickle checkpoints ({', '.join(sorted(PICKLE_SUFFIXES))}) can run code when loaded "
+                "and are refused; convert it to .safetensors or start the worker with --allow-pickle"
+            )
+        if not looks_like_pickle(path):
+            raise UnsupportedModelError(f"{path.name}: not a pickle checkpoint")
+        # The family of a pickle is only known after loading it (with weights_only); SDXL is rare as .ckpt.
+        family = ModelFamily.sdxl if "xl" in path.stem.lower() else ModelFamily.sd15
+        model_id = self._unique(path.stem, scan, path.suffix)
+        scan.entries[model_id] = ModelEntry(
+            id=model_id,
+            name=path.name,
+            family=family,
+            format=ModelFormat.single_file,
+            path=path,
+            size_bytes=path.stat().st_size,
+            pickle=True,
+            config_dir=path.with_suffix(SIDECAR_SUFFIX) if path.with_suffix(SIDECAR_SUFFIX).is_dir() else None,
+        )
+
+    def _hash_if_small(self, path: Path) -> str | None:
+        stat = path.stat()
+        key = (path, stat.st_size, stat.st_mtime_ns)
+        if key not in self._hashes and stat.st_size <= _HASH_MAX_BYTES:
+            self._hashes[key] = _sha256(path)
+        return self._hashes.get(key)
+
+    def entries(self) -> dict[str, ModelEntry]:
+        with self._lock:
+            return dict(self._scan.entries)
+
+    def get(self, model_id: str) -> ModelEntry:
+        """The entry for a request's model id; rescans once so new files are found without a restart."""
+        check_model_id(model_id)
+        entry = self.entries().get(model_id)
+        if entry is None:
+            self.scan()
+            entry = self.entries().get(model_id)
+        if entry is None:
+            with self._lock:
+                reason = self._scan.refused.get(model_id)
+            available = sorted(self.entries())
+            message = (
+                f"model {model_id!r} was refused: {reason}" if reason else f"unknown model {model_id!r}"
+            ) + f"; available: {', '.join(available) or '(none)'}"
+            raise ModelNotFoundError(message, field="model", available=available)
+        return entry
+
+    def refused(self) -> dict[str, str]:
+        with self._lock:
+            return dict(self._scan.refused)

@@ -1,0 +1,174 @@
+"""One generation call: per-item prompts and seeds in a single pipeline call, with progress and cancel.
+
+Reads top to bottom like a diffusers pipeline: 1. rows, 2. scheduler, 3. memory switches, 4. generators,
+5. prompt embeddings, 6. denoise + decode, 7. images tagged with their job.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from PIL import Image
+
+from ablerefusal.protocol import GenerateCall, MemoryOptions, ModelFamily, ProgressEvent
+from ablerefusal.worker.engine.cache import Resident
+from ablerefusal.worker.engine.devices import DeviceInfo
+from ablerefusal.worker.engine.errors import CallCancelledError
+from ablerefusal.worker.engine.previews import latent_preview
+from ablerefusal.worker.engine.samplers import Sampler, build_scheduler
+
+
+@dataclass
+class CallControl:
+    """Shared between the HTTP side (cancel) and the generation thread."""
+
+    call_id: str
+    job_ids: list[str]
+    emit: Callable[[Any], None]
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    dropped: set[str] = field(default_factory=set)
+
+    def live_jobs(self) -> list[str]:
+        return [j for j in self.job_ids if j not in self.dropped]
+
+
+@dataclass(frozen=True)
+class Row:
+    job_id: str
+    index: int
+    seed: int
+    prompt: str
+    negative_prompt: str
+
+
+@dataclass(frozen=True)
+class Generated:
+    row: Row
+    image: Image.Image
+
+
+@dataclass(frozen=True)
+class MemoryDefaults:
+    attention_slicing: bool
+    vae_tiling: bool | None
+    vae_tiling_min_pixels: int
+    cpu_offload: bool
+
+
+def rows_of(call: GenerateCall) -> list[Row]:
+    return [
+        Row(item.job_id, i, seed, item.prompt, item.negative_prompt)
+        for item in call.items
+        for i, seed in enumerate(item.seeds)
+    ]
+
+
+def apply_memory(resident: Resident, call: GenerateCall, defaults: MemoryDefaults, device: DeviceInfo) -> None:
+    """Set the per-call memory switches, touching the pipeline only when one changes."""
+    opts = call.memory or MemoryOptions()
+    pipe = resident.pipe
+    slicing = defaults.attention_slicing if opts.attention_slicing is None else opts.attention_slicing
+    tiling = opts.vae_tiling if opts.vae_tiling is not None else defaults.vae_tiling
+    if tiling is None:
+        tiling = call.width * call.height >= defaults.vae_tiling_min_pixels
+    if resident.flags.get("attention_slicing") != slicing:
+        pipe.enable_attention_slicing() if slicing else pipe.disable_attention_slicing()
+    if resident.flags.get("vae_tiling") != tiling:
+        pipe.vae.enable_tiling() if tiling else pipe.vae.disable_tiling()
+    resident.flags.update(attention_slicing=slicing, vae_tiling=tiling)
+    # Model CPU offload needs an accelerator to offload from; on CPU it would be a no-op by definition.
+    offload = (defaults.cpu_offload if opts.cpu_offload is None else opts.cpu_offload) and device.is_cuda
+    if offload and not resident.cpu_offload:
+        pipe.enable_model_cpu_offload(device=device.device)
+        resident.cpu_offload = True
+    elif not offload and resident.cpu_offload:
+        pipe.remove_all_hooks()
+        pipe.to(device.device)
+        resident.cpu_offload = False
+
+
+def _encode_prompts(pipe: Any, family: ModelFamily, rows: list[Row], do_cfg: bool, device: DeviceInfo) -> dict[str, Any]:
+    prompts = [r.prompt for r in rows]
+    negatives = [r.negative_prompt for r in rows]
+    if family is ModelFamily.sd15:
+        pe, npe = pipe.encode_prompt(prompts, device.device, 1, do_cfg, negatives)
+        return {"prompt_embeds": pe, "negative_prompt_embeds": npe if do_cfg else None}
+    pe, npe, ppe, nppe = pipe.encode_prompt(
+        prompt=prompts,
+        device=device.device,
+        num_images_per_prompt=1,
+        do_classifier_free_guidance=do_cfg,
+        negative_prompt=negatives,
+    )
+    if do_cfg and pipe.config.force_zeros_for_empty_prompt:
+        # SDXL's convention for "no negative prompt" is zero embeddings; applied per row so that an item's
+        # images do not depend on whether its batch-mates have negatives.
+        empty = torch.tensor([n == "" for n in negatives], device=npe.device)
+        npe = torch.where(empty[:, None, None], torch.zeros_like(npe), npe)
+        nppe = torch.where(empty[:, None], torch.zeros_like(nppe), nppe)
+    out = {"prompt_embeds": pe, "pooled_prompt_embeds": ppe}
+    if do_cfg:
+        out |= {"negative_prompt_embeds": npe, "negative_pooled_prompt_embeds": nppe}
+    return out
+
+
+def generate(
+    resident: Resident,
+    call: GenerateCall,
+    sampler: Sampler,
+    control: CallControl,
+    device: DeviceInfo,
+    defaults: MemoryDefaults,
+    unet: Any | None = None,
+) -> list[Generated]:
+    """Run the call; raises CallCancelledError at the first step boundary after a whole-call cancel."""
+    pipe, family = resident.pipe, resident.entry.family
+    # 1. One row per image, in item order, each with its own seed.
+    rows = rows_of(call)
+    # 2. A fresh scheduler of the sampler's kind, from the model's own training schedule.
+    pipe.scheduler = build_scheduler(sampler, resident.scheduler_config)
+    # 3. Memory switches for this call.
+    apply_memory(resident, call, defaults, device)
+    # 4. One CPU generator per image, so image i of seed S is the single image of seed S (any batch, any device).
+    generators = [torch.Generator(device="cpu").manual_seed(r.seed) for r in rows]
+
+    def on_step_end(p: Any, i: int, t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+        if control.cancelled.is_set():
+            raise CallCancelledError
+        step = i + 1
+        preview = None
+        live = control.live_jobs()
+        if call.previews and live and step % call.preview_every == 0:
+            first = next(n for n, r in enumerate(rows) if r.job_id == live[0])
+            preview = latent_preview(tensors["latents"][first], family)
+        control.emit(ProgressEvent(call_id=control.call_id, step=step, total=p.num_timesteps, preview=preview, job_ids=live))
+        return {}
+
+    original_unet = pipe.unet
+    if unet is not None:
+        pipe.unet = unet  # a warm compiled UNet sharing the eager one's weights
+    try:
+        with torch.inference_mode():
+            # 5. Prompt embeddings for every row at once.
+            embeds = _encode_prompts(pipe, family, rows, call.cfg_scale > 1.0, device)
+            if control.cancelled.is_set():
+                raise CallCancelledError
+            # 6. Denoise and decode.
+            images = pipe(
+                **embeds,
+                width=call.width,
+                height=call.height,
+                num_inference_steps=call.steps,
+                guidance_scale=call.cfg_scale,
+                generator=generators,
+                callback_on_step_end=on_step_end,
+                output_type="pil",
+            ).images
+    finally:
+        pipe.unet = original_unet
+    # 7. Tag each image with its job and index.
+    return [Generated(row, image) for row, image in zip(rows, images, strict=True)]

@@ -1,0 +1,376 @@
+"""The worker service: validation, the one-call-at-a-time device lock, the generation thread, PNG encoding.
+
+Threads: one generation thread owns the device (diffusers calls block); a small pool encodes PNGs beside it,
+so the device lock is released as soon as the pipeline returns and the next call can start while the last
+call's images are still being encoded and streamed. Events reach the HTTP stream through an asyncio queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import socket
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from ablerefusal.protocol import (
+    DoneEvent,
+    ErrorCode,
+    ErrorEvent,
+    GenerateCall,
+    ImageEvent,
+    ItemCancelledEvent,
+    ModelList,
+    StartedEvent,
+    Timings,
+    WorkerInfo,
+)
+from ablerefusal.worker.engine.errors import (
+    BusyError,
+    CallCancelledError,
+    CallNotFoundError,
+    InvalidRequestError,
+    NotReadyError,
+    WorkerError,
+)
+from ablerefusal.worker.engine.registry import ModelEntry, ModelRegistry
+from ablerefusal.worker.engine.samplers import SAMPLER_IDS, SAMPLERS, Sampler, UnknownSamplerError, resolve_sampler
+from ablerefusal.worker.settings import WorkerSettings
+
+log = logging.getLogger(__name__)
+
+
+def _package_version() -> str:
+    try:
+        return version("ablerefusal")
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        return "0+unknown"
+
+
+ablerefusal_version = _package_version()
+
+_END = object()  # closes a call's event stream
+
+
+@dataclass
+class _Timing:
+    received: float
+    started: float = 0.0
+    load_s: float = 0.0
+    generate_s: float = 0.0
+
+
+class WorkerService:
+    def __init__(self, settings: WorkerSettings) -> None:
+        self.settings = settings
+        self.worker_id = settings.worker_id or f"{socket.gethostname()}:{settings.port}"
+        self.registry = ModelRegistry(settings.models_dir, settings.hub_ids, settings.allow_pickle)
+        self.device: Any = None  # DeviceInfo once initialised (typed loosely: devices imports torch)
+        self.cache: Any = None
+        self.compiler: Any = None
+        self.not_ready_reason: str | None = "device initialising"
+        self._device_lock = threading.Lock()
+        self._calls_lock = threading.Lock()
+        self._calls: dict[str, Any] = {}
+        self._gpu = ThreadPoolExecutor(1, thread_name_prefix="ablerefusal-gpu")
+        self._encoder = ThreadPoolExecutor(settings.encode_threads, thread_name_prefix="ablerefusal-png")
+
+    # ---- lifecycle -------------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Scan models and initialise the device in the generation thread; /v1/ready turns on when done."""
+        self.registry.scan()
+        self._gpu.submit(self._initialise)
+
+    def _initialise(self) -> None:
+        from ablerefusal.worker.engine.cache import PipelineCache
+        from ablerefusal.worker.engine.devices import resolve_device
+        from ablerefusal.worker.engine.loading import load_pipeline
+
+        try:
+            self.device = resolve_device(self.settings.device, self.settings.dtype, self.settings.allow_cpu_fallback)
+            self.cache = PipelineCache(
+                self.settings.cache_size,
+                self.device,
+                lambda entry: load_pipeline(entry, self.device, self.settings.allow_pickle),
+                offload_idle=self.settings.offload_idle,
+            )
+            for model_id in self.settings.preload:
+                self.cache.get(self.registry.get(model_id))
+            if self.settings.compile:
+                from ablerefusal.worker.engine.compiled import CompiledUnets
+
+                self.compiler = CompiledUnets(
+                    self, self.settings.compile_shapes, self.settings.compile_backend, self.settings.compile_mode
+                )
+                self.compiler.start()
+            self.not_ready_reason = None
+            log.info("worker ready on %s (%s, %s)", self.device.device, self.device.name, self.device.dtype)
+        except Exception as exc:  # the process stays up and reports why it is not ready
+            self.not_ready_reason = f"initialisation failed: {exc}"
+            log.exception("worker initialisation failed")
+
+    def shutdown(self) -> None:
+        with self._calls_lock:
+            for control in self._calls.values():
+                control.cancelled.set()
+        if self.compiler is not None:
+            self.compiler.stop()
+        self._gpu.shutdown(wait=True, cancel_futures=True)
+        self._encoder.shutdown(wait=True, cancel_futures=True)
+
+    @property
+    def ready(self) -> bool:
+        return self.not_ready_reason is None
+
+    @property
+    def busy(self) -> bool:
+        return self._device_lock.locked()
+
+    # ---- reads -----------------------------------------------------------------------------------------
+    def models(self) -> ModelList:
+        entries = self.registry.scan()
+        loaded = set(self.cache.loaded_ids()) if self.cache else set()
+        return ModelList(models=[e.info(e.id in loaded) for e in entries.values()])
+
+    def info(self) -> WorkerInfo:
+        import diffusers
+        import torch
+        import transformers
+
+        from ablerefusal.worker.engine.devices import memory_figures
+
+        dev = self.device
+        return WorkerInfo(
+            worker_id=self.worker_id,
+            device=str(dev.device) if dev else "initialising",
+            device_name=dev.name if dev else "",
+            dtype=str(dev.dtype).removeprefix("torch.") if dev else "",
+            versions={
+                "ablerefusal": ablerefusal_version,
+                "torch": torch.__version__,
+                "diffusers": diffusers.__version__,
+                "transformers": transformers.__version__,
+            },
+            loaded_models=self.cache.loaded_ids() if self.cache else [],
+            memory=memory_figures(dev) if dev else {},
+            samplers=list(SAMPLERS),
+            busy=self.busy,
+            max_batch_images=self.settings.max_batch_images,
+            compiled_shapes=self.compiler.warm_shapes() if self.compiler else [],
+            fallback_reason=dev.fallback_reason if dev else None,
+        )
+
+    # ---- generation ------------------------------------------------------------------------------------
+    def validate(self, call: GenerateCall) -> tuple[ModelEntry, Sampler]:
+        """Checks beyond the schema; raises InvalidRequestError / ModelNotFoundError naming the field."""
+        try:
+            sampler = resolve_sampler(call.sampler)
+        except UnknownSamplerError as exc:
+            raise InvalidRequestError(str(exc), field="sampler", available=list(SAMPLER_IDS)) from exc
+        job_ids = [item.job_id for item in call.items]
+        if len(set(job_ids)) != len(job_ids):
+            raise InvalidRequestError("items: job_id values must be unique within a call", field="items")
+        n_images = sum(len(item.seeds) for item in call.items)
+        if n_images > self.settings.max_batch_images:
+            raise InvalidRequestError(
+                f"items: {n_images} images in one call; this worker takes at most {self.settings.max_batch_images}",
+                field="items",
+            )
+        entry = self.registry.get(call.model)
+        return entry, sampler
+
+    def begin(self, call: GenerateCall) -> tuple[str, asyncio.Queue[Any]]:
+        """Validate, take the device, and start the call; returns its id and event queue."""
+        entry, sampler = self.validate(call)
+        if not self.ready:
+            raise NotReadyError(f"worker not ready: {self.not_ready_reason}")
+        call_id = call.call_id or uuid.uuid4().hex
+        with self._calls_lock:
+            if call_id in self._calls:
+                raise InvalidRequestError(f"call_id {call_id!r} is already running", field="call_id")
+        if not self._device_lock.acquire(blocking=False):
+            raise BusyError("worker is busy with another generation call; retry on another worker or later")
+        from ablerefusal.worker.engine.runner import CallControl
+
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+
+        def emit(event: Any) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, event)
+            except RuntimeError:  # the client's loop is gone; nothing left to tell
+                pass
+
+        control = CallControl(call_id=call_id, job_ids=[i.job_id for i in call.items], emit=emit)
+        with self._calls_lock:
+            self._calls[call_id] = control
+        timing = _Timing(received=time.perf_counter())
+        try:
+            self._gpu.submit(self._run, control, call, entry, sampler, timing)
+        except RuntimeError:
+            self._device_lock.release()
+            self._forget(call_id)
+            raise NotReadyError("worker is shutting down") from None
+        return call_id, queue
+
+    def cancel(self, call_id: str, job_id: str | None) -> None:
+        with self._calls_lock:
+            control = self._calls.get(call_id)
+        if control is None:
+            raise CallNotFoundError(f"no running call {call_id!r}", field="call_id")
+        if job_id is None:
+            control.cancelled.set()
+            return
+        if job_id not in control.job_ids:
+            raise InvalidRequestError(f"job_id {job_id!r} is not part of call {call_id!r}", field="job_id")
+        if job_id not in control.dropped:
+            control.dropped.add(job_id)
+            control.emit(ItemCancelledEvent(call_id=call_id, job_id=job_id))
+        if not control.live_jobs():
+            control.cancelled.set()
+
+    def _forget(self, call_id: str) -> None:
+        with self._calls_lock:
+            self._calls.pop(call_id, None)
+
+    def _finish(self, control: Any, event: Any | None) -> None:
+        self._forget(control.call_id)
+        if event is not None:
+            control.emit(event)
+        control.emit(_END)
+
+    def _run(self, control: Any, call: GenerateCall, entry: ModelEntry, sampler: Sampler, timing: _Timing) -> None:
+        from ablerefusal.worker.engine.devices import is_out_of_memory
+        from ablerefusal.worker.engine.runner import MemoryDefaults, generate
+
+        timing.started = time.perf_counter()
+        images = None
+        try:
+            control.emit(
+                StartedEvent(call_id=control.call_id, model=entry.id, device=str(self.device.device), job_ids=control.job_ids)
+            )
+            resident, timing.load_s = self.cache.get(entry)
+            if control.cancelled.is_set():
+                raise CallCancelledError
+            t0 = time.perf_counter()
+            defaults = MemoryDefaults(
+                attention_slicing=self.settings.attention_slicing,
+                vae_tiling=self.settings.vae_tiling,
+                vae_tiling_min_pixels=self.settings.vae_tiling_min_pixels,
+                cpu_offload=self.settings.cpu_offload,
+            )
+            unet = self.compiler.unet_for(entry.id, call) if self.compiler else None
+            images = generate(resident, call, sampler, control, self.device, defaults, unet=unet)
+            timing.generate_s = time.perf_counter() - t0
+        except CallCancelledError:
+            self._finish(control, ErrorEvent(call_id=control.call_id, code=ErrorCode.cancelled, message="call cancelled"))
+        except WorkerError as exc:
+            self._finish(control, ErrorEvent(call_id=control.call_id, code=exc.code, message=exc.message))
+        except Exception as exc:
+            if is_out_of_memory(exc):
+                self._release_memory()
+                event = ErrorEvent(
+                    call_id=control.call_id,
+                    code=ErrorCode.out_of_memory,
+                    message=f"out of memory: {exc}",
+                    retryable=True,
+                )
+            else:
+                log.exception("generation call %s failed", control.call_id)
+                event = ErrorEvent(call_id=control.call_id, code=ErrorCode.internal, message=f"{type(exc).__name__}: {exc}")
+            self._finish(control, event)
+        finally:
+            self._device_lock.release()
+        if images is not None:
+            self._encoder.submit(self._encode, control, call, entry, sampler, images, timing)
+
+    def _release_memory(self) -> None:
+        import gc
+
+        import torch
+
+        gc.collect()
+        if self.device is not None and self.device.is_cuda:
+            torch.cuda.empty_cache()
+
+    def _encode(
+        self, control: Any, call: GenerateCall, entry: ModelEntry, sampler: Sampler, images: list[Any], timing: _Timing
+    ) -> None:
+        from ablerefusal.worker.engine.images import ImageParams, encode_png, infotext
+
+        t0 = time.perf_counter()
+        try:
+            for generated in images:
+                row = generated.row
+                if control.cancelled.is_set():
+                    self._finish(control, ErrorEvent(call_id=control.call_id, code=ErrorCode.cancelled, message="call cancelled"))
+                    return
+                if row.job_id in control.dropped:
+                    continue
+                params = ImageParams(
+                    prompt=row.prompt,
+                    negative_prompt=row.negative_prompt,
+                    steps=call.steps,
+                    sampler_name=sampler.name,
+                    cfg_scale=call.cfg_scale,
+                    seed=row.seed,
+                    width=call.width,
+                    height=call.height,
+                    model_name=entry.name.removesuffix(".safetensors"),
+                    model_hash=entry.sha256,
+                    version=f"ablerefusal {ablerefusal_version}",
+                )
+                text = infotext(params)
+                metadata: dict[str, object] = {
+                    "job_id": row.job_id,
+                    "index": row.index,
+                    "seed": row.seed,
+                    "prompt": row.prompt,
+                    "negative_prompt": row.negative_prompt,
+                    "steps": call.steps,
+                    "sampler": sampler.id,
+                    "cfg_scale": call.cfg_scale,
+                    "width": call.width,
+                    "height": call.height,
+                    "model": entry.id,
+                    "model_family": entry.family.value,
+                    "demo": entry.demo,
+                    "device": str(self.device.device),
+                    "dtype": str(self.device.dtype).removeprefix("torch."),
+                    "worker_id": self.worker_id,
+                    "call_id": control.call_id,
+                }
+                png = encode_png(generated.image, text, metadata, self.settings.png_compress_level)
+                control.emit(
+                    ImageEvent(
+                        call_id=control.call_id,
+                        job_id=row.job_id,
+                        index=row.index,
+                        seed=row.seed,
+                        png_base64=base64.b64encode(png).decode("ascii"),
+                        infotext=text,
+                        metadata=metadata,
+                    )
+                )
+            now = time.perf_counter()
+            timings = Timings(
+                queue_s=timing.started - timing.received,
+                load_s=timing.load_s,
+                generate_s=timing.generate_s,
+                encode_s=now - t0,
+                total_s=now - timing.received,
+            )
+            self._finish(control, DoneEvent(call_id=control.call_id, timings=timings))
+        except Exception as exc:
+            log.exception("encoding call %s failed", control.call_id)
+            self._finish(control, ErrorEvent(call_id=control.call_id, code=ErrorCode.internal, message=str(exc)))
+
+
+def is_end(event: Any) -> bool:
+    return event is _END

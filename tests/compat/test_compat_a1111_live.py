@@ -1,0 +1,184 @@
+"""A1111 flows as real clients run them, over real HTTP against a live gateway + worker."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from compat_live import LiveGateway
+from PIL import Image
+
+pytestmark = pytest.mark.integration
+
+# Long enough on the tiny model that /progress can be watched mid-generation.
+SLOW = {"steps": 150, "width": 256, "height": 256}
+
+
+@pytest.fixture(scope="module")
+def http(live_gateway: LiveGateway) -> Iterator[httpx.Client]:
+    # A1111 clients authenticate with Basic auth; the API key is the password.
+    with httpx.Client(base_url=live_gateway.url, auth=("a1111-user", live_gateway.api_key), timeout=300) as client:
+        yield client
+
+
+def _jobs(gateway: LiveGateway) -> list[dict[str, Any]]:
+    # /api/v1 takes the key as a Bearer token only; Basic auth is an A1111-API courtesy.
+    headers = {"Authorization": f"Bearer {gateway.api_key}"}
+    listing = httpx.get(f"{gateway.url}/api/v1/generate", params={"limit": 200}, headers=headers)
+    items: list[dict[str, Any]] = listing.json()["items"]
+    return items
+
+
+def _title(http: httpx.Client, model_id: str) -> str:
+    models = http.get("/sdapi/v1/sd-models").json()
+    return next(m["title"] for m in models if m["model_name"] == model_id)
+
+
+def test_models_samplers_and_schedulers(http: httpx.Client, live_gateway: LiveGateway) -> None:
+    models = {m["model_name"]: m for m in http.get("/sdapi/v1/sd-models").json()}
+    ckpt = models[live_gateway.single_file_model]
+    assert ckpt["sha256"] and len(ckpt["sha256"]) == 64 and ckpt["hash"] == ckpt["sha256"][:10]
+    assert ckpt["title"] == f"{live_gateway.single_file_model} [{ckpt['hash']}]"
+    assert models[live_gateway.diffusers_model]["title"] == live_gateway.diffusers_model
+    samplers = {s["name"]: s for s in http.get("/sdapi/v1/samplers").json()}
+    assert "dpmpp_2m_karras" in samplers["DPM++ 2M Karras"]["aliases"]
+    assert {"automatic", "karras"} <= {s["name"] for s in http.get("/sdapi/v1/schedulers").json()}
+
+
+def test_set_checkpoint_via_options_then_txt2img(http: httpx.Client, live_gateway: LiveGateway) -> None:
+    title = _title(http, live_gateway.single_file_model)
+    assert http.post("/sdapi/v1/options", json={"sd_model_checkpoint": title}).status_code == 200
+    assert http.get("/sdapi/v1/options").json()["sd_model_checkpoint"] == title
+    body = {
+        "prompt": "a tiny lighthouse",
+        "negative_prompt": "fog",
+        "seed": 4242,
+        "sampler_name": "DPM++ 2M",
+        "scheduler": "karras",
+        "n_iter": 2,
+        "batch_size": 2,
+        "steps": 2,
+        "cfg_scale": 5,
+        "width": 64,
+        "height": 64,
+        "restore_faces": True,  # an A1111 field we ignore, echoed back
+    }
+    response = http.post("/sdapi/v1/txt2img", json=body)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    info = json.loads(answer["info"])
+    assert info["all_seeds"] == [4242, 4243, 4244, 4245] and info["seed"] == 4242
+    assert info["sd_model_name"] == live_gateway.single_file_model
+    assert info["sampler_name"] == "DPM++ 2M Karras" and info["steps"] == 2 and info["batch_size"] == 2
+    assert len(info["all_subseeds"]) == 4 and len(set(info["all_subseeds"])) == 4
+    assert answer["parameters"]["restore_faces"] is True and answer["parameters"]["n_iter"] == 2
+    assert len(answer["images"]) == 4 and len(info["infotexts"]) == 4
+    for seed, image_b64, infotext in zip(info["all_seeds"], answer["images"], info["infotexts"], strict=True):
+        image = Image.open(io.BytesIO(base64.b64decode(image_b64)))
+        assert image.size == (64, 64) and image.info["parameters"] == infotext
+        assert f"Seed: {seed}," in infotext
+    # Same queue as /api/v1: two jobs of two images on the chosen model, with the resolved sampler id.
+    ours = [j for j in _jobs(live_gateway) if j["request"]["prompt"] == "a tiny lighthouse"]
+    assert len(ours) == 2 and all(j["status"] == "completed" for j in ours)
+    assert {(j["request"]["model"], j["request"]["sampler"], j["request"]["batch_size"]) for j in ours} == {
+        (live_gateway.single_file_model, "dpmpp_2m_karras", 2)
+    }
+
+    # png-info of one of our images gives back what made it.
+    parsed = http.post("/sdapi/v1/png-info", json={"image": answer["images"][1]}).json()
+    assert parsed["info"] == info["infotexts"][1]
+    params = parsed["parameters"]
+    assert params["Prompt"] == "a tiny lighthouse" and params["Negative prompt"] == "fog"
+    assert (params["Seed"], params["Steps"], params["Size-1"], params["Size-2"]) == ("4243", "2", "64", "64")
+
+    # A per-request override beats the option, which stays as set.
+    body.update(n_iter=1, batch_size=1, override_settings={"sd_model_checkpoint": live_gateway.diffusers_model})
+    info = json.loads(http.post("/sdapi/v1/txt2img", json=body).json()["info"])
+    assert info["sd_model_name"] == live_gateway.diffusers_model
+    assert http.get("/sdapi/v1/options").json()["sd_model_checkpoint"] == title
+
+
+def test_bad_requests_are_422_and_queue_nothing(http: httpx.Client, live_gateway: LiveGateway) -> None:
+    before = len(_jobs(live_gateway))
+    cases = [
+        ({"prompt": "x", "sampler_name": "Nope"}, ["body", "sampler_name"]),
+        ({"prompt": "x", "sampler_name": "UniPC", "scheduler": "karras"}, ["body", "scheduler"]),
+        (
+            {"prompt": "x", "override_settings": {"sd_model_checkpoint": "nope"}},
+            ["body", "override_settings", "sd_model_checkpoint"],
+        ),
+        ({"prompt": "x", "width": 63}, ["body", "width"]),
+    ]
+    for body, loc in cases:
+        response = http.post("/sdapi/v1/txt2img", json=body)
+        assert response.status_code == 422 and response.json()["detail"][0]["loc"] == loc, response.text
+    refused = http.post("/sdapi/v1/options", json={"sd_model_checkpoint": "nope"})
+    assert refused.status_code == 422 and refused.json()["detail"][0]["loc"] == ["body", "sd_model_checkpoint"]
+    assert len(_jobs(live_gateway)) == before
+
+
+class _Txt2Img(threading.Thread):
+    """A txt2img call running in the background, as a UI does while it polls /progress."""
+
+    def __init__(self, live_gateway: LiveGateway, body: dict[str, Any]) -> None:
+        super().__init__(daemon=True)
+        self.gateway, self.body = live_gateway, body
+        self.response: httpx.Response | None = None
+
+    def run(self) -> None:
+        auth = ("a1111-user", self.gateway.api_key)
+        self.response = httpx.post(f"{self.gateway.url}/sdapi/v1/txt2img", json=self.body, auth=auth, timeout=300)
+
+
+def _poll_until_sampling(http: httpx.Client, call: _Txt2Img) -> list[dict[str, Any]]:
+    """/progress answers until the request is past its first step; all of them, for the test to check."""
+    seen: list[dict[str, Any]] = []
+    while call.is_alive():
+        progress = http.get("/sdapi/v1/progress").json()
+        seen.append(progress)
+        if progress["state"]["sampling_step"] >= 1:
+            return seen
+        time.sleep(0.02)
+    pytest.fail(f"txt2img finished before /progress saw it sampling: {seen[-3:]}")
+
+
+def test_progress_during_generation_then_interrupt(http: httpx.Client, live_gateway: LiveGateway) -> None:
+    call = _Txt2Img(live_gateway, {"prompt": "interrupt me", "seed": 7, "n_iter": 3, **SLOW})
+    call.start()
+    seen = _poll_until_sampling(http, call)
+    live = seen[-1]
+    assert 0 < live["progress"] < 1 and live["eta_relative"] >= 0
+    assert live["state"]["job_count"] == 3 and live["state"]["sampling_steps"] == SLOW["steps"]
+    assert live["textinfo"].startswith("Sampling step")
+    assert http.post("/sdapi/v1/interrupt").status_code == 200
+    call.join(timeout=120)
+    assert call.response is not None and call.response.status_code == 200, call.response
+    answer = call.response.json()
+    info = json.loads(answer["info"])
+    assert len(answer["images"]) < 3 and len(info["all_seeds"]) == len(answer["images"])
+    ours = [j for j in _jobs(live_gateway) if j["request"]["prompt"] == "interrupt me"]
+    assert len(ours) == 3 and "cancelled" in {j["status"] for j in ours}
+    assert all(j["status"] in ("cancelled", "completed") for j in ours)
+    idle = http.get("/sdapi/v1/progress").json()
+    assert idle["progress"] == 0 and idle["state"]["job_count"] == 0
+
+
+def test_skip_drops_the_running_iteration_only(http: httpx.Client, live_gateway: LiveGateway) -> None:
+    call = _Txt2Img(live_gateway, {"prompt": "skip one", "seed": 100, "n_iter": 2, **SLOW})
+    call.start()
+    _poll_until_sampling(http, call)
+    assert http.post("/sdapi/v1/skip").status_code == 200
+    call.join(timeout=300)
+    assert call.response is not None and call.response.status_code == 200, call.response
+    answer = call.response.json()
+    info = json.loads(answer["info"])
+    assert len(answer["images"]) == 1 and info["all_seeds"] == [101]
+    statuses = sorted(j["status"] for j in _jobs(live_gateway) if j["request"]["prompt"] == "skip one")
+    assert statuses == ["cancelled", "completed"]

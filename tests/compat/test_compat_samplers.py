@@ -1,0 +1,99 @@
+"""A1111 sampler names and schedulers resolve against the worker's real sampler table."""
+
+from __future__ import annotations
+
+import pytest
+
+from ablerefusal.gateway.compat.a1111 import SAMPLER_TABLE
+from ablerefusal.gateway.compat.samplers import (
+    SamplerError,
+    find_scheduler,
+    resolve_sampler,
+    supported_schedulers,
+)
+from ablerefusal.protocol import SamplerInfo
+
+
+@pytest.mark.parametrize(
+    ("name", "scheduler", "expected"),
+    [
+        ("Euler a", None, "euler_a"),
+        ("euler a", "Automatic", "euler_a"),
+        ("DPM++ 2M Karras", None, "dpmpp_2m_karras"),
+        ("DPM++ 2M", "karras", "dpmpp_2m_karras"),
+        ("DPM++ 2M", "Karras", "dpmpp_2m_karras"),
+        ("DPM++ 2M Karras", "karras", "dpmpp_2m_karras"),
+        ("DPM++ 2M SDE", "karras", "dpmpp_2m_sde_karras"),
+        ("DPM++ 2M", "uniform", "dpmpp_2m"),
+        ("LMS", "Karras", "lms_karras"),
+        ("dpmpp_2m", "karras", "dpmpp_2m_karras"),
+        ("UniPC", None, "unipc"),
+    ],
+)
+def test_a1111_names_resolve_to_our_ids(name: str, scheduler: str | None, expected: str) -> None:
+    assert resolve_sampler(SAMPLER_TABLE, name, scheduler).id == expected
+
+
+def test_unknown_sampler_names_the_field_and_lists_valid_names() -> None:
+    with pytest.raises(SamplerError) as err:
+        resolve_sampler(SAMPLER_TABLE, "Foo Sampler", None)
+    assert err.value.field == "sampler_name"
+    assert "Euler a" in err.value.available and "'Foo Sampler'" in err.value.message
+
+
+def test_unknown_scheduler_is_refused() -> None:
+    with pytest.raises(SamplerError) as err:
+        resolve_sampler(SAMPLER_TABLE, "Euler", "wobbly")
+    assert err.value.field == "scheduler" and "karras" in err.value.message
+
+
+def test_schedule_the_table_lacks_is_refused_naming_samplers_that_have_it() -> None:
+    with pytest.raises(SamplerError) as err:
+        resolve_sampler(SAMPLER_TABLE, "UniPC", "karras")
+    assert err.value.field == "scheduler"
+    assert "DPM++ 2M Karras" in err.value.available
+
+
+def test_combined_name_conflicting_with_scheduler_is_refused() -> None:
+    with pytest.raises(SamplerError, match="conflicts"):
+        resolve_sampler(SAMPLER_TABLE, "DPM++ 2M Karras", "exponential")
+
+
+# A table with the schedule variants diffusers can express; whatever the worker lists becomes reachable.
+VARIANTS = [
+    SamplerInfo(id="euler", name="Euler"),
+    SamplerInfo(id="dpmpp_2m", name="DPM++ 2M"),
+    SamplerInfo(id="dpmpp_2m_exponential", name="DPM++ 2M Exponential"),
+    SamplerInfo(id="euler_sgm_uniform", name="Euler SGM Uniform"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "scheduler", "expected"),
+    [
+        ("DPM++ 2M", "exponential", "dpmpp_2m_exponential"),
+        ("DPM++ 2M", "Exponential", "dpmpp_2m_exponential"),
+        ("Euler", "sgm_uniform", "euler_sgm_uniform"),
+        ("Euler", "SGM Uniform", "euler_sgm_uniform"),
+        ("euler", "sgm_uniform", "euler_sgm_uniform"),
+    ],
+)
+def test_split_form_reaches_every_variant_in_the_table(name: str, scheduler: str, expected: str) -> None:
+    assert resolve_sampler(VARIANTS, name, scheduler).id == expected
+
+
+def test_supported_schedulers_follow_the_table() -> None:
+    assert [s.name for s in supported_schedulers(VARIANTS)] == [
+        "automatic",
+        "uniform",
+        "exponential",
+        "sgm_uniform",
+    ]
+    names = [s.name for s in supported_schedulers(SAMPLER_TABLE)]
+    assert names == ["automatic", "uniform", "karras"]
+
+
+def test_find_scheduler_accepts_name_and_label() -> None:
+    sgm = find_scheduler("sgm_uniform")
+    assert sgm is not None and find_scheduler("SGM Uniform") == sgm
+    assert find_scheduler("nope") is None

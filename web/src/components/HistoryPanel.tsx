@@ -1,0 +1,106 @@
+"use client";
+import { useCallback, useState } from "react";
+
+import { api, ApiFailure, TERMINAL, unwrap, type Job, type JobStatus } from "@/api/client";
+import { STATUS_LABEL } from "@/lib/format";
+import { usePoll } from "@/lib/usePoll";
+
+import { JobRow } from "./JobRow";
+import { ErrorNotice } from "./Notice";
+import { ResultsGrid } from "./ResultsGrid";
+
+const PAGE_SIZE = 10;
+
+export function HistoryPanel({ onReuse }: { onReuse: (job: Job, seed: number | null) => void }) {
+  const [status, setStatus] = useState<JobStatus | "">("");
+  const [offset, setOffset] = useState(0);
+  const [failure, setFailure] = useState<ApiFailure | null>(null);
+  const load = useCallback(
+    (signal: AbortSignal) =>
+      unwrap(
+        api.GET("/api/v1/generate", {
+          params: { query: { offset, limit: PAGE_SIZE, ...(status ? { status } : {}) } },
+          signal,
+        }),
+      ),
+    [offset, status],
+  );
+  const page = usePoll(load, 5000);
+
+  const remove = async (job: Job) => {
+    if (!window.confirm(`Delete this job and its ${(job.results ?? []).length} image(s)?`)) return;
+    setFailure(null);
+    try {
+      await unwrap(api.DELETE("/api/v1/generate/{job_id}", { params: { path: { job_id: job.id } } }));
+    } catch (err) {
+      setFailure(err instanceof ApiFailure ? err : new ApiFailure(String(err), null, "client"));
+    }
+    page.refresh();
+  };
+
+  const data = page.data;
+  const last = data ? Math.min(data.offset + data.items.length, data.total) : 0;
+  return (
+    <section className="panel" aria-labelledby="history-heading">
+      <h2 id="history-heading">History</h2>
+      <div className="toolbar">
+        <label htmlFor="history-status">Status</label>
+        <select
+          id="history-status"
+          value={status}
+          onChange={(e) => {
+            setStatus(e.target.value as JobStatus | "");
+            setOffset(0);
+          }}
+        >
+          <option value="">All</option>
+          {(Object.keys(STATUS_LABEL) as JobStatus[]).map((s) => (
+            <option key={s} value={s}>
+              {STATUS_LABEL[s]}
+            </option>
+          ))}
+        </select>
+      </div>
+      <ErrorNotice error={page.error} title="History" />
+      <ErrorNotice error={failure} title="Delete" />
+      {data && data.items.length === 0 ? <p className="muted">No jobs{status ? ` with status ${STATUS_LABEL[status]}` : ""} yet.</p> : null}
+      <ul className="job-list">
+        {(data?.items ?? []).map((job) => (
+          <li key={job.id}>
+            <JobRow job={job}>
+              {job.error && job.status !== "completed" ? (
+                <p className="notice notice-error">
+                  {job.error.message} <code>({job.error.code})</code>
+                </p>
+              ) : null}
+              <ResultsGrid job={job} actions={{ onReuseSettings: (j) => onReuse(j, null), onReuseSeed: (j, seed) => onReuse(j, seed) }} />
+              <div className="actions">
+                <button type="button" onClick={() => onReuse(job, null)}>
+                  Reuse settings
+                </button>
+                {TERMINAL.has(job.status) ? (
+                  <button type="button" className="danger" onClick={() => remove(job)} aria-label={`Delete job ${job.request.prompt}`}>
+                    Delete
+                  </button>
+                ) : null}
+              </div>
+            </JobRow>
+          </li>
+        ))}
+      </ul>
+      {data && data.total > 0 ? (
+        <nav className="pager" aria-label="History pages">
+          <button type="button" disabled={offset === 0} onClick={() => setOffset(Math.max(0, offset - PAGE_SIZE))}>
+            Newer
+          </button>
+          <span>
+            {data.offset + 1}–{last} of {data.total}
+          </span>
+          <button type="button" disabled={last >= data.total} onClick={() => setOffset(offset + PAGE_SIZE)}>
+            Older
+          </button>
+        </nav>
+      ) : null}
+    </section>
+  );
+}

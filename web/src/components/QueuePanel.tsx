@@ -1,0 +1,78 @@
+"use client";
+import { useState } from "react";
+
+import { api, ApiFailure, unwrap, type QueueStatus } from "@/api/client";
+import { usePoll } from "@/lib/usePoll";
+
+import { JobRow } from "./JobRow";
+import { ErrorNotice } from "./Notice";
+
+const loadQueue = (signal: AbortSignal) => unwrap(api.GET("/api/v1/queue", { signal }));
+
+const COUNT_LABELS: [keyof QueueStatus["counts"], string][] = [
+  ["queued", "Queued"],
+  ["running", "Running"],
+  ["completed", "Completed"],
+  ["failed", "Failed"],
+  ["cancelled", "Cancelled"],
+  ["timed_out", "Timed out"],
+];
+
+export function QueuePanel() {
+  const queue = usePoll(loadQueue, 1500);
+  const [failure, setFailure] = useState<ApiFailure | null>(null);
+  const cancel = async (id: string) => {
+    setFailure(null);
+    try {
+      await unwrap(api.POST("/api/v1/generate/{job_id}/cancel", { params: { path: { job_id: id } } }));
+    } catch (err) {
+      setFailure(err instanceof ApiFailure ? err : new ApiFailure(String(err), null, "client"));
+    }
+    queue.refresh();
+  };
+  const data = queue.data;
+  return (
+    <section className="panel" aria-labelledby="queue-heading">
+      <h2 id="queue-heading">Queue</h2>
+      <ErrorNotice error={queue.error} title="Queue" />
+      <ErrorNotice error={failure} title="Cancel" />
+      {data ? (
+        <>
+          <dl className="counts" aria-label="Job counts">
+            {COUNT_LABELS.map(([key, label]) => (
+              <div key={key} data-testid={`count-${key}`}>
+                <dt>{label}</dt>
+                <dd>{data.counts[key]}</dd>
+              </div>
+            ))}
+          </dl>
+          <p className="muted">Submissions are refused beyond {data.max_queue_length} queued jobs.</p>
+          <h3>Running</h3>
+          {(data.running ?? []).length === 0 ? <p className="muted">Nothing is running.</p> : null}
+          {(data.running ?? []).map((job) => (
+            <JobRow key={job.id} job={job}>
+              <button type="button" onClick={() => cancel(job.id)} aria-label={`Cancel running job ${job.request.prompt}`}>
+                Cancel
+              </button>
+            </JobRow>
+          ))}
+          <h3>Queued, in the order they will run</h3>
+          {(data.queued ?? []).length === 0 ? <p className="muted">The queue is empty.</p> : null}
+          <ol className="job-list">
+            {(data.queued ?? []).map((job) => (
+              <li key={job.id}>
+                <JobRow job={job}>
+                  <button type="button" onClick={() => cancel(job.id)} aria-label={`Cancel queued job ${job.request.prompt}`}>
+                    Cancel
+                  </button>
+                </JobRow>
+              </li>
+            ))}
+          </ol>
+        </>
+      ) : (
+        <p className="muted">Loading…</p>
+      )}
+    </section>
+  );
+}
