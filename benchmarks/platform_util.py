@@ -66,7 +66,7 @@ def start_platform(
     env["ABLEREFUSAL_QUEUE__COALESCE"] = "true" if coalesce else "false"
     env["ABLEREFUSAL_QUEUE__GATHER_WINDOW_MS"] = str(gather_ms)
     env["ABLEREFUSAL_INFERENCE__MAX_BATCH_SIZE"] = str(max_batch)
-    extra = []
+    extra = ["--compile"] if compile_shapes else []
     for shape in compile_shapes or []:
         extra += ["--compile-shape", shape]
     env["ABLEREFUSAL_WORKERS__EXTRA_ARGS"] = json.dumps(extra)

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from compat_live import API_KEY, LiveGateway, free_port, wait_ready
+from compat_live import API_KEY, DIFFUSERS_MODEL, SINGLE_FILE_MODEL, LiveGateway, gateway_proc, wait_for_models
 from fastapi.testclient import TestClient
 
 from ablerefusal.gateway.app import create_app
@@ -44,41 +41,11 @@ def keyed_client(tmp_path: Path) -> Iterator[TestClient]:
 
 
 @pytest.fixture(scope="session")
-def live_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveGateway]:
-    """A real gateway process (SQLite store, API key) supervising one real CPU worker with two tiny SD 1.5
-    models: a diffusers folder and a single-file checkpoint (which has a sha256, as A1111 titles show)."""
-    from ablerefusal.worker.tiny import make_tiny
-
+def live_gateway(tmp_path_factory: pytest.TempPathFactory, tiny_models_dir: Path) -> Iterator[LiveGateway]:
+    """One gateway process supervising one CPU worker, shared by the live compat modules. The models dir
+    holds the shared tiny models; SD 1.5 as a diffusers folder and as a single-file checkpoint (which has a
+    sha256, as A1111 titles show) are the ones used."""
     root = tmp_path_factory.mktemp("compat-live")
-    models_dir = root / "models"
-    diffusers_model = make_tiny(models_dir, "sd15", "diffusers", name="compat-tiny").name
-    single_file_model = make_tiny(models_dir, "sd15", "single-file", name="compat-tiny-ckpt").stem
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    argv = [
-        sys.executable, "-m", "ablerefusal", "serve",
-        "--port", str(port),
-        "--workers", "1",
-        "--device", "cpu",
-        "--models-dir", str(models_dir),
-        "--output-dir", str(root / "outputs"),
-        "--database-url", f"sqlite:///{root / 'jobs.db'}",
-        "--api-key", API_KEY,
-    ]  # fmt: skip
-    log = (root / "gateway.log").open("wb")
-    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_ready(url, API_KEY, proc, {diffusers_model, single_file_model}, timeout_s=180)
-        yield LiveGateway(url, root / "outputs", API_KEY, diffusers_model, single_file_model)
-    except BaseException:
-        log.flush()
-        sys.stderr.write((root / "gateway.log").read_text(errors="replace")[-4000:])
-        raise
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+    with gateway_proc(root, tiny_models_dir).start(timeout=180) as proc:
+        wait_for_models(proc, {DIFFUSERS_MODEL, SINGLE_FILE_MODEL}, timeout_s=180)
+        yield LiveGateway(proc.url, root / "outputs", API_KEY, DIFFUSERS_MODEL, SINGLE_FILE_MODEL)

@@ -18,7 +18,7 @@ from PIL import Image
 pytestmark = pytest.mark.integration
 
 # Long enough on the tiny model that /progress can be watched mid-generation.
-SLOW = {"steps": 150, "width": 256, "height": 256}
+SLOW = {"steps": 150, "width": 128, "height": 128}
 
 
 @pytest.fixture(scope="module")
@@ -170,15 +170,48 @@ def test_progress_during_generation_then_interrupt(http: httpx.Client, live_gate
     assert idle["progress"] == 0 and idle["state"]["job_count"] == 0
 
 
+def _wait_for(check: Any, what: str, timeout_s: float = 120) -> Any:
+    """Poll ``check`` until it returns something truthy (a bound, not a timing assertion)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    pytest.fail(f"gave up waiting for {what}")
+
+
+def _statuses(gateway: LiveGateway, prompt: str) -> dict[int, str]:
+    """Status of each job of one A1111 request, by its first seed."""
+    return {j["request"]["seed"]: j["status"] for j in _jobs(gateway) if j["request"]["prompt"] == prompt}
+
+
 def test_skip_drops_the_running_iteration_only(http: httpx.Client, live_gateway: LiveGateway) -> None:
     call = _Txt2Img(live_gateway, {"prompt": "skip one", "seed": 100, "n_iter": 2, **SLOW})
     call.start()
     _poll_until_sampling(http, call)
     assert http.post("/sdapi/v1/skip").status_code == 200
-    call.join(timeout=300)
+    statuses = _wait_for(
+        lambda: (s := _statuses(live_gateway, "skip one")).get(100) == "cancelled" and s, "iteration 1 cancelled"
+    )
+    assert statuses[101] in ("queued", "running")  # the next iteration goes on
+    progress = _wait_for(
+        lambda: (p := http.get("/sdapi/v1/progress").json())["state"]["job_no"] == 1 and p, "iteration 2 running"
+    )
+    assert progress["state"]["skipped"] is True and progress["state"]["job_count"] == 2
+    # Done watching: stop the rest rather than wait for 150 steps.
+    assert http.post("/sdapi/v1/interrupt").status_code == 200
+    call.join(timeout=120)
     assert call.response is not None and call.response.status_code == 200, call.response
-    answer = call.response.json()
-    info = json.loads(answer["info"])
-    assert len(answer["images"]) == 1 and info["all_seeds"] == [101]
-    statuses = sorted(j["status"] for j in _jobs(live_gateway) if j["request"]["prompt"] == "skip one")
-    assert statuses == ["cancelled", "completed"]
+    assert call.response.json()["images"] == []
+    assert _statuses(live_gateway, "skip one") == {100: "cancelled", 101: "cancelled"}
+
+
+def test_a_client_that_leaves_leaves_nothing_running(live_gateway: LiveGateway) -> None:
+    auth = ("a1111-user", live_gateway.api_key)
+    body = {"prompt": "walk away", "seed": 500, "n_iter": 2, **SLOW}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{live_gateway.url}/sdapi/v1/txt2img", json=body, auth=auth, timeout=httpx.Timeout(10, read=2))
+    _wait_for(
+        lambda: _statuses(live_gateway, "walk away") == {500: "cancelled", 501: "cancelled"}, "both jobs cancelled"
+    )

@@ -147,7 +147,9 @@ def test_lists_shapes() -> None:
     samplers = {s.name: s for s in sampler_items(SAMPLER_TABLE)}
     assert "euler_a" in samplers["Euler a"].aliases
     assert samplers["DPM++ 2M Karras"].options == {"scheduler": "karras"}
-    assert [s.name for s in scheduler_items(SAMPLER_TABLE)] == ["automatic", "uniform", "karras"]
+    schedulers = {s.name: s for s in scheduler_items(SAMPLER_TABLE)}
+    assert schedulers["karras"].label == "Karras" and schedulers["karras"].default_rho == 7.0
+    assert schedulers["sgm_uniform"].label == "SGM Uniform"
 
 
 def _job(job_id: str, status: JobStatus, step: int = 0, total: int = 0, preview: str | None = None) -> Job:

@@ -30,7 +30,7 @@ def test_b64_json_images_with_extensions(client: openai.OpenAI, live_gateway: Li
         prompt="a tiny fox",
         model=live_gateway.single_file_model,
         n=2,
-        size="64x64",  # type: ignore[arg-type]
+        size="64x64",
         response_format="b64_json",
         extra_body={
             "steps": 2,
@@ -56,7 +56,7 @@ def test_url_images_are_absolute_links_into_outputs(client: openai.OpenAI, live_
         prompt="a tiny owl",
         size="64x64",
         response_format="url",
-        extra_body={"steps": 1},  # type: ignore[arg-type]
+        extra_body={"steps": 1},
     )
     assert result.data is not None and len(result.data) == 1
     url = result.data[0].url
@@ -67,21 +67,21 @@ def test_url_images_are_absolute_links_into_outputs(client: openai.OpenAI, live_
 
 def test_bad_size_is_a_bad_request_naming_size(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as err:
-        client.images.generate(prompt="x", size="100x100")  # type: ignore[arg-type]
+        client.images.generate(prompt="x", size="100x100")
     assert err.value.param == "size" and err.value.code == "invalid_value"
     assert "multiples of 8" in err.value.message
 
 
 def test_unknown_model_is_not_found(client: openai.OpenAI, live_gateway: LiveGateway) -> None:
     with pytest.raises(openai.NotFoundError) as err:
-        client.images.generate(prompt="x", model="dall-e-3", size="64x64")  # type: ignore[arg-type]
+        client.images.generate(prompt="x", model="dall-e-3", size="64x64")
     assert err.value.code == "model_not_found" and live_gateway.diffusers_model in err.value.message
 
 
 def test_wrong_key_is_refused(live_gateway: LiveGateway) -> None:
     bad = openai.OpenAI(base_url=f"{live_gateway.url}/v1", api_key="wrong", max_retries=0)
     with pytest.raises(openai.AuthenticationError):
-        bad.images.generate(prompt="x", size="64x64")  # type: ignore[arg-type]
+        bad.images.generate(prompt="x", size="64x64")
 
 
 def test_models_list_and_retrieve(client: openai.OpenAI, live_gateway: LiveGateway) -> None:

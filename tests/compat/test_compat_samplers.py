@@ -28,6 +28,11 @@ from ablerefusal.protocol import SamplerInfo
         ("LMS", "Karras", "lms_karras"),
         ("dpmpp_2m", "karras", "dpmpp_2m_karras"),
         ("UniPC", None, "unipc"),
+        ("DPM++ 2M", "exponential", "dpmpp_2m_exponential"),
+        ("DPM++ 2M SDE", "Exponential", "dpmpp_2m_sde_exponential"),
+        ("Euler", "sgm_uniform", "euler_sgm_uniform"),
+        ("DPM++ 2M", "SGM Uniform", "dpmpp_2m_sgm_uniform"),
+        ("Euler", "Karras", "euler_karras"),
     ],
 )
 def test_a1111_names_resolve_to_our_ids(name: str, scheduler: str | None, expected: str) -> None:
@@ -83,14 +88,20 @@ def test_split_form_reaches_every_variant_in_the_table(name: str, scheduler: str
 
 
 def test_supported_schedulers_follow_the_table() -> None:
-    assert [s.name for s in supported_schedulers(VARIANTS)] == [
-        "automatic",
-        "uniform",
-        "exponential",
-        "sgm_uniform",
-    ]
+    assert [s.name for s in supported_schedulers(VARIANTS)] == ["automatic", "uniform", "exponential", "sgm_uniform"]
     names = [s.name for s in supported_schedulers(SAMPLER_TABLE)]
-    assert names == ["automatic", "uniform", "karras"]
+    assert {"automatic", "uniform", "karras", "exponential", "sgm_uniform"} <= set(names)
+    # Every schedule listed is reachable from some base sampler in the split form.
+    for name in names:
+        assert any(_resolves(base, name) for base in ("DPM++ 2M", "Euler", "LMS")), name
+
+
+def _resolves(base: str, scheduler: str) -> bool:
+    try:
+        resolve_sampler(SAMPLER_TABLE, base, scheduler)
+    except SamplerError:
+        return False
+    return True
 
 
 def test_find_scheduler_accepts_name_and_label() -> None:

@@ -11,7 +11,6 @@ from typing import Any
 
 import httpx
 import pytest
-
 from gateway_procs import Gateway, make_gateway, wait_job, wait_until
 
 pytestmark = pytest.mark.integration
@@ -116,7 +115,7 @@ def test_timeout_keeps_partial_results(client: httpx.Client) -> None:
 
 
 def test_priority_runs_first(client: httpx.Client) -> None:
-    blocker = client.post("/api/v1/generate", json={**LONG, "steps": 20}).json()["id"]
+    blocker = client.post("/api/v1/generate", json={**SMALL, "steps": 40}).json()["id"]
     wait_running(client, blocker)
     # Different steps keep them from being coalesced into one call.
     low = client.post("/api/v1/generate", json={**SMALL, "steps": 1, "priority": 0}).json()["id"]

@@ -12,9 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from ablerefusal.gateway.errors import ApiException
 
 # auto_error=False: with no keys configured the API is open, and a missing header must not be an error.
-bearer_scheme = HTTPBearer(
-    auto_error=False, description="API key from auth.api_keys, when keys are configured."
-)
+bearer_scheme = HTTPBearer(auto_error=False, description="API key from auth.api_keys, when keys are configured.")
 
 
 def key_matches(presented: str, keys: list[str]) -> bool:

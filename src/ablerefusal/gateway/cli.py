@@ -18,35 +18,21 @@ def register(app: typer.Typer) -> None:
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Bind port (default 8080).")] = None,
-    config: Annotated[
-        Path | None, typer.Option(help="config.yaml to read.", exists=True, dir_okay=False)
-    ] = None,
-    workers: Annotated[
-        int | None, typer.Option("--workers", help="Local worker processes to supervise.")
-    ] = None,
-    device: Annotated[
-        str | None, typer.Option(help="Device for local workers: auto|cpu|cuda|cuda:N|mps.")
-    ] = None,
+    config: Annotated[Path | None, typer.Option(help="config.yaml to read.", exists=True, dir_okay=False)] = None,
+    workers: Annotated[int | None, typer.Option("--workers", help="Local worker processes to supervise.")] = None,
+    device: Annotated[str | None, typer.Option(help="Device for local workers: auto|cpu|cuda|cuda:N|mps.")] = None,
     worker_url: Annotated[
         list[str] | None, typer.Option("--worker-url", help="Remote worker base URL (repeatable).")
     ] = None,
     no_local_worker: Annotated[bool, typer.Option("--no-local-worker", help="Run no local worker.")] = False,
-    database_url: Annotated[
-        str | None, typer.Option(help="sqlite:///path or postgresql://… job store.")
-    ] = None,
+    database_url: Annotated[str | None, typer.Option(help="sqlite:///path or postgresql://… job store.")] = None,
     output_dir: Annotated[Path | None, typer.Option(help="Where images are written.")] = None,
     models_dir: Annotated[Path | None, typer.Option(help="Where workers look for models.")] = None,
-    insecure: Annotated[
-        bool, typer.Option("--insecure", help="Allow a non-loopback bind without API keys.")
-    ] = False,
-    api_key: Annotated[
-        list[str] | None, typer.Option("--api-key", help="Accepted Bearer key (repeatable).")
-    ] = None,
+    insecure: Annotated[bool, typer.Option("--insecure", help="Allow a non-loopback bind without API keys.")] = False,
+    api_key: Annotated[list[str] | None, typer.Option("--api-key", help="Accepted Bearer key (repeatable).")] = None,
     demo_if_empty: Annotated[
         bool,
-        typer.Option(
-            "--demo-if-empty", help="With no model and no hub access, make the tiny demo model (noise)."
-        ),
+        typer.Option("--demo-if-empty", help="With no model and no hub access, make the tiny demo model (noise)."),
     ] = False,
 ) -> None:
     """Start the gateway (REST API, queue, web UI) and its local workers."""
@@ -96,12 +82,8 @@ def generate(
     batch_size: Annotated[int, typer.Option("--batch-size", help="Images in the job.")] = 1,
     priority: Annotated[int, typer.Option(help="Higher runs first.")] = 0,
     out: Annotated[Path, typer.Option("--out", help="Folder to save the images in.")] = Path("."),
-    url: Annotated[
-        str, typer.Option(help="Gateway base URL.", envvar="ABLEREFUSAL_URL")
-    ] = "http://127.0.0.1:8080",
-    api_key: Annotated[
-        str | None, typer.Option("--api-key", help="Bearer key.", envvar="ABLEREFUSAL_API_KEY")
-    ] = None,
+    url: Annotated[str, typer.Option(help="Gateway base URL.", envvar="ABLEREFUSAL_URL")] = "http://127.0.0.1:8080",
+    api_key: Annotated[str | None, typer.Option("--api-key", help="Bearer key.", envvar="ABLEREFUSAL_API_KEY")] = None,
 ) -> None:
     """Submit a job to a running gateway, show its progress, and save the images."""
     from ablerefusal.gateway.client_cli import run_generate

@@ -36,9 +36,7 @@ def _sse_events(response: httpx.Response) -> Iterator[tuple[str, str]]:
 
 
 def _follow_sse(client: httpx.Client, job_id: str, progress: Progress, task: Any) -> None:
-    with client.stream(
-        "GET", f"/api/v1/generate/{job_id}/events", timeout=httpx.Timeout(10, read=None)
-    ) as resp:
+    with client.stream("GET", f"/api/v1/generate/{job_id}/events", timeout=httpx.Timeout(10, read=None)) as resp:
         resp.raise_for_status()
         for _event, data in _sse_events(resp):
             payload = json.loads(data)

@@ -144,7 +144,11 @@ class Dispatcher:
 
     async def start(self) -> None:
         """Requeue what a dead gateway left running, then start dispatching."""
-        await self._maintain()
+        try:
+            await self._maintain()
+        except Exception:
+            # The store may come up after the gateway; the loop retries every round and /ready tells.
+            log.exception("job store housekeeping failed at start")
         self._loop_task = asyncio.create_task(self._run(), name="dispatcher")
 
     async def stop(self) -> None:
@@ -239,16 +243,29 @@ class Dispatcher:
         idle.sort(key=lambda w: w.id not in self._loaded)
         for worker in idle:
             for _ in range(self._free_slots(worker)):
-                jobs = await asyncio.to_thread(
-                    self.store.claim,
-                    worker.id,
-                    loaded_model=self._loaded.get(worker.id) or self._info_model(worker),
-                    max_images=self._max_images(worker),
-                    coalesce=q.coalesce,
-                )
+                jobs = await self._claim(worker)
                 if not jobs:
                     return
                 self._launch(worker, jobs)
+
+    async def _claim(self, worker: DispatchWorker) -> list[ClaimedJob]:
+        claim = asyncio.ensure_future(
+            asyncio.to_thread(
+                self.store.claim,
+                worker.id,
+                loaded_model=self._loaded.get(worker.id) or self._info_model(worker),
+                max_images=self._max_images(worker),
+                coalesce=self.settings.queue.coalesce,
+            )
+        )
+        try:
+            return await asyncio.shield(claim)
+        except asyncio.CancelledError:
+            # Stopping mid-claim: the thread still commits, so hand those jobs straight back rather
+            # than leave them running until their lease lapses.
+            for job in await claim:
+                await asyncio.to_thread(self.store.release, job.id, attempt=job.attempt)
+            raise
 
     @staticmethod
     def _info_model(worker: DispatchWorker) -> str | None:

@@ -65,9 +65,7 @@ class ApiException(Exception):
 
     def envelope(self) -> ErrorEnvelope:
         return ErrorEnvelope(
-            error=ApiError(
-                code=self.code, message=self.message, details=self.details, available=self.available
-            ),
+            error=ApiError(code=self.code, message=self.message, details=self.details, available=self.available),
             job=self.job,
         )
 
@@ -127,9 +125,7 @@ async def _api_handler(request: Request, exc: Exception) -> JSONResponse:
 async def _http_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _STATUS_CODES.get(exc.status_code, "error")
-    return error_response(
-        ApiException(exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {}))
-    )
+    return error_response(ApiException(exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {})))
 
 
 async def _unhandled_handler(request: Request, exc: Exception) -> JSONResponse:

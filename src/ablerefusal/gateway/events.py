@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Annotated, Literal, Protocol
 
 from pydantic import BaseModel, Field
@@ -170,13 +170,15 @@ class _Tracker:
         return True
 
     def from_snapshot(self, job: Job) -> list[JobEvent]:
-        """Events for whatever changed between what was sent and ``job``; the status event goes last."""
+        """Events for whatever changed between what was sent and ``job``. A new non-terminal status comes
+        first (running, then its progress); a terminal one last (the images, then the end)."""
         events: list[JobEvent] = []
-        if job.status == JobStatus.running and job.step != self.step:
+        if job.status == JobStatus.running and job.step > 0 and job.step != self.step:
             events.append(JobProgress(job_id=job.id, step=job.step, total=job.total_steps, progress=job.progress))
         events += [JobImage(job_id=job.id, result=r) for r in job.results if r.index not in self.images]
         if job.status != self.status:
-            events.append(JobStatusChange.of(job))
+            change = JobStatusChange.of(job)
+            events = [*events, change] if change.terminal else [change, *events]
         return [e for e in events if self.accept(e)]
 
 
@@ -186,7 +188,7 @@ async def follow_job(
     load: Callable[[str], Job] | _JobSource,
     *,
     poll_interval_s: float = 1.0,
-) -> AsyncIterator[JobEvent]:
+) -> AsyncGenerator[JobEvent, None]:
     """Every event of one job from now to its end, whichever gateway runs it.
 
     ``load`` is ``store.get`` (or the store): it is called in a thread for the initial snapshot and for

@@ -92,9 +92,7 @@ class GatewayService:
         sampler = canonical_sampler(request.sampler)
         valid = [s.id for s in self.samplers()]
         if sampler is None or sampler not in valid:
-            raise invalid(
-                "sampler", f"unknown sampler {request.sampler!r}; valid ids: {', '.join(valid)}", valid
-            )
+            raise invalid("sampler", f"unknown sampler {request.sampler!r}; valid ids: {', '.join(valid)}", valid)
         model = request.model or self.default_model()
         if request.model is not None and self.pool.models_known():
             available = [m.id for m in self.pool.models()]
@@ -119,9 +117,7 @@ class GatewayService:
             submitted = await asyncio.to_thread(self.store.submit, stored, idempotency_key=idempotency_key)
         except QueueFull as exc:
             self.metrics.rejected.labels(reason="queue_full").inc()
-            raise ApiException(
-                429, "queue_full", str(exc), headers={"Retry-After": str(exc.retry_after)}
-            ) from exc
+            raise ApiException(429, "queue_full", str(exc), headers={"Retry-After": str(exc.retry_after)}) from exc
         except IdempotencyConflict as exc:
             raise ApiException(422, "idempotency_conflict", str(exc)) from exc
         if submitted.created:
@@ -149,9 +145,7 @@ class GatewayService:
             pass
         return await self.get(job_id)
 
-    async def submit_and_wait(
-        self, request: GenerateRequest, wait_s: float, idempotency_key: str | None = None
-    ) -> Job:
+    async def submit_and_wait(self, request: GenerateRequest, wait_s: float, idempotency_key: str | None = None) -> Job:
         """Synchronous mode: the finished job, or an ApiException carrying the job (408 still running or
         timed out, 500 failed)."""
         job = await self.submit(request, idempotency_key=idempotency_key)
@@ -164,9 +158,7 @@ class GatewayService:
         if job.status == JobStatus.cancelled:
             raise ApiException(409, "cancelled", "the job was cancelled", job=job)
         reason = "the job's deadline passed" if job.status == JobStatus.timed_out else f"still {job.status}"
-        raise ApiException(
-            408, "timeout", f"{reason} after waiting {wait_s:g}s; partial results included", job=job
-        )
+        raise ApiException(408, "timeout", f"{reason} after waiting {wait_s:g}s; partial results included", job=job)
 
     async def list_jobs(self, *, offset: int, limit: int, status: JobStatus | None) -> JobPage:
         return await asyncio.to_thread(self.store.list_jobs, status=status, offset=offset, limit=limit)

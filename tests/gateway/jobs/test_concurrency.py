@@ -1,16 +1,17 @@
-"""Many concurrent claimers (processes × threads) over one shared store never claim a job twice."""
+"""Many concurrent claimers (processes and threads) over one shared store never claim a job twice."""
 
 from __future__ import annotations
 
 import multiprocessing
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any
 
 from store_helpers import claim_until_empty, req
 
-from ablerefusal.gateway.jobs import JobStore
+from ablerefusal.gateway.jobs import JobStore, QueueFull
 from ablerefusal.gateway.schemas import JobStatus
+from ablerefusal.gateway.settings import QueueSettings
 
 JOBS = 120
 PROCESSES = 3
@@ -38,5 +39,28 @@ def test_no_job_is_claimed_twice(backend: dict[str, Any]) -> None:
         final = store.list_jobs(limit=JOBS)
         assert final.total == JOBS
         assert {(j.status, j.attempts) for j in final.items} == {(JobStatus.completed, 1)}
+    finally:
+        store.close()
+
+
+def test_concurrent_submits_never_pass_the_queue_limit(backend: dict[str, Any]) -> None:
+    limit = 20
+    store = JobStore(backend["url"], QueueSettings(max_queue_length=limit), schema=backend["schema"])
+
+    def submit_five(n: int) -> list[bool]:
+        accepted = []
+        for i in range(5):
+            try:
+                store.submit(req(prompt=f"t{n}-{i}"))
+                accepted.append(True)
+            except QueueFull:
+                accepted.append(False)
+        return accepted
+
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            outcomes = [ok for oks in pool.map(submit_five, range(8)) for ok in oks]
+        assert outcomes.count(True) == limit
+        assert store.counts().queued == limit
     finally:
         store.close()

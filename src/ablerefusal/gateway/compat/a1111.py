@@ -3,9 +3,6 @@ through the service layer like any ``/api/v1`` job (same validation, priority, m
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import contextlib
 import json
 import random
 import time
@@ -40,6 +37,7 @@ from ablerefusal.gateway.compat.a1111_translate import (
 )
 from ablerefusal.gateway.compat.auth import require_a1111_key
 from ablerefusal.gateway.compat.errors import CompatError, CompatFieldError
+from ablerefusal.gateway.compat.images import png_base64
 from ablerefusal.gateway.compat.infotext import (
     ImageDecodeError,
     decode_image,
@@ -47,15 +45,14 @@ from ablerefusal.gateway.compat.infotext import (
     read_text_chunks,
 )
 from ablerefusal.gateway.compat.routing import route_class, validation_field
+from ablerefusal.gateway.compat.waiting import cancel_unfinished, wait_all
 from ablerefusal.gateway.deps import ServiceDep
 from ablerefusal.gateway.errors import ApiException
-from ablerefusal.gateway.outputs import resolve_output
-from ablerefusal.gateway.schemas import TERMINAL_STATUSES, Job, JobResult, JobStatus
+from ablerefusal.gateway.schemas import Job, JobStatus
 from ablerefusal.gateway.services import GatewayService
 from ablerefusal.protocol import ModelInfo, SamplerInfo
 from ablerefusal.worker.engine.samplers import SAMPLERS
 
-OUTPUTS_PREFIX = "/outputs/"
 # Chunk A1111 stores its infotext in; png-info reports it apart from the other chunks.
 PARAMETERS_CHUNK = "parameters"
 _rng = random.SystemRandom()
@@ -120,25 +117,6 @@ def _current_model(service: GatewayService, state: A1111State) -> tuple[ModelInf
     return listing.models[0], listing.models
 
 
-async def _image_base64(output_dir: Path, result: JobResult) -> str:
-    rel = result.image_url.removeprefix(OUTPUTS_PREFIX)
-    path = resolve_output(output_dir, rel, rel.encode())
-    data = await asyncio.to_thread(path.read_bytes)
-    return base64.b64encode(data).decode("ascii")
-
-
-async def _cancel_unfinished(service: GatewayService, job_ids: list[str], only_first: bool = False) -> None:
-    for job_id in job_ids:
-        job = await service.get(job_id)
-        if job.status in TERMINAL_STATUSES:
-            continue
-        # It may finish between the read and the cancel; terminal states never change, so that is fine.
-        with contextlib.suppress(ApiException):
-            await service.cancel(job_id)
-        if only_first:
-            return
-
-
 @router.post("/txt2img", summary="Generate images (A1111 txt2img)")
 async def txt2img(body: Txt2ImgRequest, request: Request, service: ServiceDep) -> Txt2ImgResponse:
     state = _state(request)
@@ -147,15 +125,14 @@ async def txt2img(body: Txt2ImgRequest, request: Request, service: ServiceDep) -
     run = A1111Run(job_ids=[], started_at=datetime.now())
     state.runs.append(run)
     try:
-        for job_request in plan.jobs:
-            run.job_ids.append((await service.submit(job_request)).id)
-        # Waiting on all at once subscribes to every job's events, which is also what makes the dispatcher
-        # ask the worker for the previews /progress shows.
-        finished = await asyncio.gather(*(service.wait(job_id, None) for job_id in run.job_ids))
-    except BaseException:
-        # Refused mid-way (queue full) or the client went away: leave nothing of this request queued.
-        await asyncio.shield(_cancel_unfinished(service, run.job_ids))
-        raise
+        try:
+            for job_request in plan.jobs:
+                run.job_ids.append((await service.submit(job_request)).id)
+        except ApiException:
+            # Refused mid-way (e.g. queue full): leave no part of this request queued.
+            await cancel_unfinished(service, run.job_ids)
+            raise
+        finished = await wait_all(request, service, run.job_ids)
     finally:
         state.runs.remove(run)
     failed = next((j for j in finished if j.status in (JobStatus.failed, JobStatus.timed_out)), None)
@@ -164,7 +141,7 @@ async def txt2img(body: Txt2ImgRequest, request: Request, service: ServiceDep) -
         raise CompatError(500, "RuntimeError", f"job {failed.id} {failed.status.value}: {reason}")
     results = [result for job in finished for result in job.results]
     output_dir: Path = request.app.state.settings.storage.output_dir
-    images = [await _image_base64(output_dir, r) for r in results] if body.send_images else []
+    images = [await png_base64(output_dir, r.image_url) for r in results] if body.send_images else []
     info = build_info(body, plan, results, run.started_at)
     return Txt2ImgResponse(
         images=images, parameters=body.model_dump(mode="json"), info=json.dumps(info, ensure_ascii=False)
@@ -192,7 +169,7 @@ async def interrupt(request: Request, service: ServiceDep) -> None:
     run = _state(request).current()
     if run is not None:
         run.interrupted = True
-        await _cancel_unfinished(service, list(run.job_ids))
+        await cancel_unfinished(service, list(run.job_ids))
 
 
 @router.post("/skip", summary="Skip the iteration running now; the request goes on with the next")
@@ -200,7 +177,7 @@ async def skip(request: Request, service: ServiceDep) -> None:
     run = _state(request).current()
     if run is not None:
         run.skipped = True
-        await _cancel_unfinished(service, list(run.job_ids), only_first=True)
+        await cancel_unfinished(service, list(run.job_ids), only_first=True)
 
 
 @router.get("/sd-models", summary="Checkpoints (our models)")

@@ -3,8 +3,6 @@ one request is one job of ``n`` images, submitted and awaited through the servic
 
 from __future__ import annotations
 
-import asyncio
-import base64
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +11,7 @@ from fastapi.responses import JSONResponse
 
 from ablerefusal.gateway.compat.auth import require_openai_key
 from ablerefusal.gateway.compat.errors import CompatError, CompatFieldError
+from ablerefusal.gateway.compat.images import png_base64
 from ablerefusal.gateway.compat.openai_models import (
     ImageData,
     ImagesRequest,
@@ -24,12 +23,10 @@ from ablerefusal.gateway.compat.openai_models import (
 )
 from ablerefusal.gateway.compat.openai_translate import pick_model, to_generate_request
 from ablerefusal.gateway.compat.routing import route_class, validation_field
+from ablerefusal.gateway.compat.waiting import wait_all
 from ablerefusal.gateway.deps import ServiceDep
 from ablerefusal.gateway.errors import ApiException
-from ablerefusal.gateway.outputs import resolve_output
 from ablerefusal.gateway.schemas import JobStatus
-
-OUTPUTS_PREFIX = "/outputs/"
 
 
 def _error(
@@ -89,12 +86,6 @@ def _base_url(request: Request) -> str:
     return (public or str(request.base_url)).rstrip("/")
 
 
-async def _read_png(output_dir: Path, image_url: str) -> str:
-    rel = image_url.removeprefix(OUTPUTS_PREFIX)
-    path = resolve_output(output_dir, rel, rel.encode())
-    return base64.b64encode(await asyncio.to_thread(path.read_bytes)).decode("ascii")
-
-
 @router.post(
     "/images/generations",
     summary="Generate images (OpenAI Images API)",
@@ -103,13 +94,8 @@ async def _read_png(output_dir: Path, image_url: str) -> str:
 async def generate_images(body: ImagesRequest, request: Request, service: ServiceDep) -> ImagesResponse:
     listing = service.models()
     model = pick_model(listing.models, body.model, listing.default)
-    job = await service.submit(to_generate_request(body, model))
-    try:
-        job = await service.wait(job.id, None)
-    except BaseException:
-        # The client went away: its job should not keep a GPU busy.
-        await asyncio.shield(service.cancel(job.id))
-        raise
+    submitted = await service.submit(to_generate_request(body, model))
+    (job,) = await wait_all(request, service, [submitted.id])
     if job.status is not JobStatus.completed:
         reason = job.error.message if job.error else job.status.value
         code = "timeout" if job.status is JobStatus.timed_out else job.status.value
@@ -118,7 +104,7 @@ async def generate_images(body: ImagesRequest, request: Request, service: Servic
     output_dir: Path = request.app.state.settings.storage.output_dir
     for result in job.results:
         if body.response_format == "b64_json":
-            data.append(ImageData(b64_json=await _read_png(output_dir, result.image_url), revised_prompt=body.prompt))
+            data.append(ImageData(b64_json=await png_base64(output_dir, result.image_url), revised_prompt=body.prompt))
         else:
             data.append(ImageData(url=_base_url(request) + result.image_url, revised_prompt=body.prompt))
     return ImagesResponse(created=int(job.created_at.timestamp()), data=data)

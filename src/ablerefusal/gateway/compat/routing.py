@@ -15,11 +15,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
 from ablerefusal.gateway.compat.errors import CompatError, CompatFieldError
+from ablerefusal.gateway.compat.waiting import ClientGone
 from ablerefusal.gateway.errors import ApiException
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 Renderer = Callable[[Exception], Response]
 
+CLIENT_CLOSED_REQUEST = 499
 HANDLED = (RequestValidationError, CompatFieldError, CompatError, ApiException)
 
 
@@ -33,6 +35,9 @@ def route_class(render: Renderer) -> type[APIRoute]:
                     return await handler(request)
                 except HANDLED as exc:
                     return render(exc)
+                except ClientGone:
+                    # Nobody reads this answer; 499 is the "client closed request" code proxies log.
+                    return Response(status_code=CLIENT_CLOSED_REQUEST)
 
             return handle
 

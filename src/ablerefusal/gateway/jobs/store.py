@@ -42,7 +42,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, delete, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from ablerefusal.gateway.jobs import tables
@@ -72,6 +72,8 @@ R = tables.results
 # enough that PostgreSQL's row locks on the window stay cheap.
 CLAIM_WINDOW = 128
 MAX_PAGE = 500
+# Arbitrary constant naming the PostgreSQL advisory lock that serialises submits.
+SUBMIT_LOCK_KEY = 0x41424C45
 
 
 class Submitted(NamedTuple):
@@ -272,6 +274,11 @@ class JobStore:
     def _submit(self, request: GenerateRequest, body_hash: str, key: str | None) -> Submitted:
         now = self._clock()
         with self._write() as conn:
+            if conn.dialect.name == "postgresql":
+                # READ COMMITTED lets two gateways count the same queue at once and both insert past
+                # the limit; this transaction-scoped lock serialises submits (SQLite's BEGIN IMMEDIATE
+                # already does).
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SUBMIT_LOCK_KEY})
             if key is not None and (found := self._replay(conn, key, body_hash)) is not None:
                 return found
             queued = conn.execute(

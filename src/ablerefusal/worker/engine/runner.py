@@ -130,7 +130,7 @@ def generate(
     # 1. One row per image, in item order, each with its own seed.
     rows = rows_of(call)
     # 2. A fresh scheduler of the sampler's kind, from the model's own training schedule.
-    pipe.scheduler = build_scheduler(sampler, resident.scheduler_config)
+    pipe.scheduler = build_scheduler(sampler, resident.scheduler_config, [r.seed for r in rows])
     # 3. Memory switches for this call.
     apply_memory(resident, call, defaults, device)
     # 4. One CPU generator per image, so image i of seed S is the single image of seed S (any batch, any device).

@@ -22,9 +22,9 @@ class Sampler:
     scheduler: str
     options: dict[str, Any] = field(default_factory=dict)
     aliases: tuple[str, ...] = ()
-    # False where one call's noise is not per-image (torchsde's Brownian tree): a batched image then differs
-    # from the same seed run alone.
-    batch_invariant: bool = True
+    # torchsde's Brownian-tree noise is seeded apart from the torch generators: one tree per image, seeded
+    # with the image's seed, keeps such samplers deterministic and batch-invariant.
+    brownian_seeds: bool = False
 
 
 _KARRAS = {"use_karras_sigmas": True}
@@ -77,7 +77,7 @@ SAMPLER_SPECS: tuple[Sampler, ...] = (
         "DPMSolverMultistepScheduler",
         {"algorithm_type": "sde-dpmsolver++", **_EXPONENTIAL},
     ),
-    Sampler("dpmpp_sde", "DPM++ SDE", "DPMSolverSDEScheduler", batch_invariant=False),
+    Sampler("dpmpp_sde", "DPM++ SDE", "DPMSolverSDEScheduler", brownian_seeds=True),
     Sampler("ddim", "DDIM", "DDIMScheduler"),
     Sampler("plms", "PLMS", "PNDMScheduler", {"skip_prk_steps": True}),
     Sampler("unipc", "UniPC", "UniPCMultistepScheduler"),
@@ -119,11 +119,17 @@ def resolve(name: str) -> str:
     return resolve_sampler(name).id
 
 
-def build_scheduler(sampler: Sampler, base_config: dict[str, Any]) -> Any:
-    """A fresh scheduler of the sampler's class from the model's own scheduler config."""
+def build_scheduler(sampler: Sampler, base_config: dict[str, Any], seeds: list[int] | None = None) -> Any:
+    """A fresh scheduler of the sampler's class from the model's own scheduler config.
+
+    ``seeds`` (one per image) seed the per-image noise of samplers that do not draw it from the generators.
+    """
     import diffusers
 
     cls = getattr(diffusers, sampler.scheduler)
     # Configs carry the class that wrote them; from_config ignores keys the new class does not know.
     config = {k: v for k, v in base_config.items() if not k.startswith("_")}
-    return cls.from_config({**config, **sampler.options})
+    options = dict(sampler.options)
+    if sampler.brownian_seeds and seeds is not None:
+        options["noise_sampler_seed"] = list(seeds)
+    return cls.from_config({**config, **options})

@@ -1,0 +1,112 @@
+"""Cancel a whole call mid-generation, drop one item of a multi-item call, and refuse a concurrent call."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from fastapi.testclient import TestClient
+from worker_helpers import call_body, images, run_call
+
+from ablerefusal.protocol import WorkerEvent, parse_event
+
+LONG = 150  # steps: long enough on the tiny model to act while it runs
+
+
+class Streamer(threading.Thread):
+    """Reads one call's NDJSON stream in the background; ``progressed`` is set at the first progress event."""
+
+    def __init__(self, client: TestClient, body: dict[str, Any]) -> None:
+        super().__init__(daemon=True)
+        self.client, self.body = client, body
+        self.events: list[WorkerEvent] = []
+        self.progressed = threading.Event()
+        self.status: int | None = None
+
+    def run(self) -> None:
+        with self.client.stream("POST", "/v1/generate", json=self.body) as resp:
+            self.status = resp.status_code
+            for line in resp.iter_lines():
+                if line:
+                    event = parse_event(line)
+                    self.events.append(event)
+                    if event.type == "progress":
+                        self.progressed.set()
+        self.progressed.set()
+
+
+def _start(client: TestClient, body: dict[str, Any]) -> Streamer:
+    streamer = Streamer(client, body)
+    streamer.start()
+    assert streamer.progressed.wait(120)
+    return streamer
+
+
+def test_cancel_stops_the_call_at_the_next_step(worker_client: TestClient) -> None:
+    streamer = _start(worker_client, call_body(steps=LONG, call_id="to-cancel"))
+    resp = worker_client.post("/v1/generate/to-cancel/cancel", json={})
+    assert resp.status_code == 200 and resp.json()["job_id"] is None
+    streamer.join(120)
+    last = streamer.events[-1]
+    assert last.type == "error" and last.code == "cancelled" and last.retryable is False
+    steps = [e.step for e in streamer.events if e.type == "progress"]
+    assert steps[-1] < LONG
+    assert not images(streamer.events)
+    # The device is free again.
+    assert run_call(worker_client, call_body())[-1].type == "done"
+
+
+def test_drop_one_item_keeps_the_others(worker_client: TestClient) -> None:
+    body = call_body(
+        steps=LONG // 3,
+        call_id="drop-one",
+        items=[
+            {"job_id": "keep", "prompt": "a boat", "seeds": [1]},
+            {"job_id": "drop", "prompt": "a car", "seeds": [2, 3]},
+        ],
+    )
+    streamer = _start(worker_client, body)
+    resp = worker_client.post("/v1/generate/drop-one/cancel", json={"job_id": "drop"})
+    assert resp.status_code == 200 and resp.json()["job_id"] == "drop"
+    streamer.join(120)
+    kinds = [e.type for e in streamer.events]
+    assert "item_cancelled" in kinds and kinds[-1] == "done"
+    cancelled = next(e for e in streamer.events if e.type == "item_cancelled")
+    assert cancelled.job_id == "drop"
+    assert sorted(images(streamer.events)) == [("keep", 0)]
+    later = [e for e in streamer.events[kinds.index("item_cancelled") :] if e.type == "progress"]
+    assert all(p.job_ids == ["keep"] for p in later)
+
+
+def test_dropping_every_item_cancels_the_call(worker_client: TestClient) -> None:
+    streamer = _start(worker_client, call_body(steps=LONG, call_id="drop-all"))
+    assert worker_client.post("/v1/generate/drop-all/cancel", json={"job_id": "job-1"}).status_code == 200
+    streamer.join(120)
+    assert streamer.events[-1].type == "error" and streamer.events[-1].code == "cancelled"
+
+
+def test_second_concurrent_call_is_busy(worker_client: TestClient) -> None:
+    streamer = _start(worker_client, call_body(steps=LONG, call_id="occupant"))
+    try:
+        resp = worker_client.post("/v1/generate", json=call_body())
+        assert resp.status_code == 409
+        error = resp.json()["error"]
+        assert error["code"] == "busy" and error["retryable"] is True
+        assert worker_client.get("/v1/info").json()["busy"] is True
+    finally:
+        worker_client.post("/v1/generate/occupant/cancel", json={})
+        streamer.join(120)
+
+
+def test_cancel_unknown_call_and_foreign_job(worker_client: TestClient) -> None:
+    resp = worker_client.post("/v1/generate/no-such-call/cancel", json={})
+    assert resp.status_code == 404 and resp.json()["error"]["details"][0]["field"] == "call_id"
+    streamer = _start(worker_client, call_body(steps=LONG, call_id="mine"))
+    try:
+        resp = worker_client.post("/v1/generate/mine/cancel", json={"job_id": "not-in-call"})
+        assert resp.status_code == 400 and resp.json()["error"]["details"][0]["field"] == "job_id"
+        resp = worker_client.post("/v1/generate/mine/cancel", json={"job_id": 5})
+        assert resp.status_code == 400 and resp.json()["error"]["details"][0]["field"] == "job_id"
+    finally:
+        worker_client.post("/v1/generate/mine/cancel", json={})
+        streamer.join(120)
