@@ -236,8 +236,7 @@ def save_model(family: str, args: argparse.Namespace, models_dir: Path) -> str:
     if args.tiny:
         from ablerefusal.worker.tiny import make_tiny
 
-        make_tiny(models_dir, family, "diffusers")
-        return next(p.name for p in models_dir.iterdir() if p.is_dir() and family in p.name)
+        return make_tiny(models_dir, family, "diffusers").name
     dtype = torch.float16 if args.device.startswith("cuda") else torch.float32
     pipe = build_pipeline(family, False, args.device, dtype)
     pipe.save_pretrained(models_dir / name, safe_serialization=True)
@@ -296,10 +295,56 @@ def bench_platform(args: argparse.Namespace, report: Report, budget: Budget, bas
             platform.stop()
 
 
+def engine_seconds_per_image(models_dir: Path, model: str, device: str, size: int, steps: int, reps: int) -> float:
+    """Median wall time of a 1-image call through the worker's service object (the code behind /v1/generate):
+    validation, device lock, generation thread, PNG encoding and the event stream, without HTTP."""
+    from ablerefusal.protocol import DoneEvent, ErrorEvent, GenerateCall, GenerateItem
+    from ablerefusal.worker.service import WorkerService, is_end
+    from ablerefusal.worker.settings import WorkerSettings
+
+    svc = WorkerService(WorkerSettings(models_dir=models_dir, device=device, port=0, preload=[model]))
+    svc.start()
+    deadline = time.monotonic() + 300
+    while not svc.ready:
+        if time.monotonic() > deadline or (svc.not_ready_reason or "").startswith("initialisation failed"):
+            raise RuntimeError(f"worker engine not ready: {svc.not_ready_reason}")
+        time.sleep(0.2)
+
+    async def one(seed: int) -> float:
+        call = GenerateCall(
+            model=model,
+            width=size,
+            height=size,
+            steps=steps,
+            cfg_scale=7.5,
+            sampler="euler_a",
+            items=[GenerateItem(job_id=f"bench-{seed}", prompt=f"a lighthouse, variant {seed}", seeds=[seed])],
+        )
+        t0 = time.perf_counter()
+        _, queue = svc.begin(call)
+        done = False
+        while True:
+            event = await queue.get()
+            if isinstance(event, ErrorEvent):
+                raise RuntimeError(f"engine error: {event.message}")
+            if is_end(event):  # after `done`, once every image of the call is encoded
+                if not done:
+                    raise RuntimeError("engine stream ended without a done event")
+                return time.perf_counter() - t0
+            done = done or isinstance(event, DoneEvent)
+
+    async def run() -> float:
+        await one(1)
+        return statistics.median([await one(10 + i) for i in range(reps)])
+
+    try:
+        return asyncio.run(run())
+    finally:
+        svc.shutdown()
+
+
 def bench_engine(args: argparse.Namespace, report: Report, budget: Budget, base: dict[str, float]) -> None:
     """Issue 2's check: the worker's engine in-process against the plain pipeline call above."""
-    from ablerefusal.worker.bench_support import engine_seconds_per_image
-
     work = Path(tempfile.mkdtemp(prefix="gpu-engine-"))
     models_dir = work / "models"
     models_dir.mkdir()

@@ -24,7 +24,9 @@ class ServerSettings(BaseModel):
     cors_headers: list[str] = Field(
         default_factory=lambda: ["Authorization", "Content-Type", "Idempotency-Key"], description="Allowed headers."
     )
-    max_body_bytes: int = Field(1_000_000, ge=1024, description="Largest request body accepted (413 beyond).")
+    max_body_bytes: int = Field(
+        8_000_000, ge=1024, description="Largest request body accepted (413 beyond); png-info bodies carry whole PNGs."
+    )
     public_url: str | None = Field(None, description="Absolute base URL for links (OpenAI url responses).")
     web_dir: Path | None = Field(None, description="Static web UI folder; defaults to the repo's web/out.")
 

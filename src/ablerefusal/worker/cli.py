@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -77,7 +78,14 @@ def worker(
     except (ValidationError, ValueError, OSError) as exc:
         typer.echo(f"invalid worker configuration: {exc}", err=True)
         raise typer.Exit(2) from exc
+    # uvicorn shuts down gracefully on SIGTERM and then re-raises the signal to the handler it found; make that
+    # handler exit 0 so supervisors see a clean stop rather than "killed by signal 15".
+    signal.signal(signal.SIGTERM, _exit_zero)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=log_level.lower())
+
+
+def _exit_zero(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 @models_app.command("list")

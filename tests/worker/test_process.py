@@ -1,0 +1,69 @@
+"""A real ``ablerefusal worker`` process on a loopback port, driven over real HTTP."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+from procs import worker_proc
+
+from ablerefusal.protocol import parse_event
+
+
+def test_real_worker_process_serves_and_stops_cleanly(tiny_models_dir: Path, tmp_path: Path) -> None:
+    proc = worker_proc(tiny_models_dir, tmp_path / "worker.log", "--worker-id", "proc-1", "--preload", "tiny-sd15")
+    with proc.start():
+        info = httpx.get(proc.url + "/v1/info").json()
+        assert info["worker_id"] == "proc-1" and info["device"] == "cpu"
+        assert info["loaded_models"] == ["tiny-sd15"]
+        body = {
+            "model": "tiny-sd15",
+            "width": 64,
+            "height": 64,
+            "steps": 2,
+            "items": [{"job_id": "p", "prompt": "a kite", "seeds": [3, 4]}],
+        }
+        with httpx.stream("POST", proc.url + "/v1/generate", json=body, timeout=120) as resp:
+            assert resp.status_code == 200
+            events = [parse_event(line) for line in resp.iter_lines() if line]
+        assert [e.type for e in events].count("image") == 2 and events[-1].type == "done"
+        bad = httpx.post(proc.url + "/v1/generate", json={**body, "steps": 0})
+        assert bad.status_code == 400 and bad.json()["error"]["details"][0]["field"] == "steps"
+        assert httpx.get(proc.url + "/v1/health").status_code == 200
+        assert proc.stop() == 0
+    assert "Uvicorn running" in proc.log_tail() or "Application startup complete" in proc.log_tail()
+
+
+def test_bad_device_flag_fails_fast(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "ablerefusal", "worker", "--device", "tpu", "--models-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2
+    assert "device" in out.stderr and "auto, cpu, cuda, cuda:N or mps" in out.stderr
+
+
+def test_models_cli_make_tiny_says_noise_and_list_shows_it(tmp_path: Path) -> None:
+    make = subprocess.run(
+        [sys.executable, "-m", "ablerefusal", "models", "make-tiny", str(tmp_path), "--family", "sdxl",
+         "--format", "single-file"],
+        capture_output=True, text=True, timeout=300, check=True,
+    )  # fmt: skip
+    assert "noise" in make.stdout
+    assert (tmp_path / "tiny-sdxl-single.safetensors").is_file()
+    listed = subprocess.run(
+        [sys.executable, "-m", "ablerefusal", "models", "list", "--models-dir", str(tmp_path), "--json"],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    (model,) = json.loads(listed.stdout)["models"]
+    assert (model["id"], model["family"], model["format"], model["demo"]) == (
+        "tiny-sdxl-single",
+        "sdxl",
+        "single-file",
+        True,
+    )
