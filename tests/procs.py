@@ -86,11 +86,15 @@ class Proc:
     def __enter__(self) -> Proc:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
 
-def worker_proc(models_dir: Path, log_path: Path, *extra: str, device: str = "cpu", env: dict[str, str] | None = None) -> Proc:
+def worker_proc(
+    models_dir: Path, log_path: Path, *extra: str, device: str = "cpu", env: dict[str, str] | None = None
+) -> Proc:
     """A real ``ablerefusal worker`` on a free port (not started: call ``.start()``)."""
     port = free_port()
     args = [

@@ -69,17 +69,23 @@ class GenerateItem(_Wire):
 class GenerateCall(_Wire):
     """One pipeline call. Several items are coalesced compatible jobs that share every parameter here."""
 
-    call_id: str | None = Field(None, max_length=128, description="Caller-chosen id for cancel; the worker makes one if absent.")
+    call_id: str | None = Field(
+        None, max_length=128, description="Caller-chosen id for cancel; the worker makes one if absent."
+    )
     model: str = Field(..., min_length=1, description="Model id from the worker's /v1/models.")
     width: int = Field(512, ge=MIN_SIZE, le=MAX_SIZE, multiple_of=SIZE_MULTIPLE, description="Image width in pixels.")
     height: int = Field(512, ge=MIN_SIZE, le=MAX_SIZE, multiple_of=SIZE_MULTIPLE, description="Image height in pixels.")
     steps: int = Field(20, ge=1, le=MAX_STEPS, description="Denoising steps.")
     cfg_scale: float = Field(7.5, ge=MIN_CFG, le=MAX_CFG, description="Classifier-free guidance scale.")
     sampler: str = Field("euler_a", description="Sampler id or A1111 name (see /v1/info samplers).")
-    items: list[GenerateItem] = Field(..., min_length=1, description="Jobs in this call; images are tagged with job_id.")
+    items: list[GenerateItem] = Field(
+        ..., min_length=1, description="Jobs in this call; images are tagged with job_id."
+    )
     previews: bool = Field(False, description="Attach a small latent preview to progress events.")
     preview_every: int = Field(1, ge=1, description="Send a preview every N steps when previews are on.")
-    memory: MemoryOptions | None = Field(None, description="Per-call memory options (the gateway asks for them after OOM).")
+    memory: MemoryOptions | None = Field(
+        None, description="Per-call memory options (the gateway asks for them after OOM)."
+    )
 
 
 class CancelRequest(_Wire):

@@ -1,17 +1,12 @@
 """Dispatcher and worker client against a real worker process serving a tiny random-weight model.
 
-One worker process for the module (starting it and making the model is the expensive part); every test has
+One worker process for the module, on the session's tiny models (tests/conftest.py); every test has
 its own SQLite store and output folder.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -19,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
 from PIL import Image
@@ -31,70 +25,18 @@ from ablerefusal.gateway.schemas import TERMINAL_STATUSES, GenerateRequest, Job,
 from ablerefusal.gateway.settings import Settings
 from ablerefusal.gateway.workers.client import WorkerClient, WorkerError, WorkerUnreachable
 from ablerefusal.protocol import SEED_MAX, ErrorCode, GenerateCall, GenerateItem
+from procs import free_port, worker_proc
 
 MODEL = "tiny-sd15"
 WAIT_S = 180.0
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
-def worker_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real worker process (CPU) with the tiny SD 1.5 model."""
-    models = tmp_path_factory.mktemp("models")
-    subprocess.run(
-        [sys.executable, "-m", "ablerefusal", "models", "make-tiny", str(models), "--name", MODEL],
-        check=True,
-        capture_output=True,
-    )
-    port = free_port()
-    log = (tmp_path_factory.mktemp("worker") / "worker.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "ablerefusal",
-            "worker",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--device",
-            "cpu",
-            "--models-dir",
-            str(models),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + WAIT_S
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"worker exited with {proc.returncode}; see {log.name}")
-            try:
-                if httpx.get(url + "/v1/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"worker not ready after {WAIT_S}s; see {log.name}")
-            time.sleep(0.2)
-        yield url
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+def worker_url(tiny_models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real worker process (CPU) serving the session's tiny models."""
+    with worker_proc(tiny_models_dir, tmp_path_factory.mktemp("worker") / "worker.log") as proc:
+        proc.start(timeout=WAIT_S)
+        yield proc.url
 
 
 @dataclass
@@ -350,4 +292,14 @@ async def test_busy_worker_does_not_use_up_attempts(rig_factory: Any, worker_url
     [job] = await rig.wait([job_id])
     assert (await draining)[-1] == "done"
     await other.aclose()
+    assert job.status == JobStatus.completed and job.attempts == 1
+
+
+async def test_leases_are_renewed_while_a_call_runs(rig_factory: Any) -> None:
+    # 150 CPU steps outlast a 2 s lease several times over; the dispatcher's own housekeeping would
+    # requeue the job (attempt 2) if renewals stopped.
+    rig = rig_factory(lease_s=2.0)
+    job_id = rig.submit(req(steps=150))
+    await rig.dispatcher.start()
+    [job] = await rig.wait([job_id])
     assert job.status == JobStatus.completed and job.attempts == 1

@@ -46,7 +46,9 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
 
 
 @pytest.mark.parametrize(("case", "body", "field"), BAD, ids=[c for c, _, _ in BAD])
-def test_bad_body_is_400_naming_the_field(worker_client: TestClient, case: str, body: dict[str, Any], field: str) -> None:
+def test_bad_body_is_400_naming_the_field(
+    worker_client: TestClient, case: str, body: dict[str, Any], field: str
+) -> None:
     resp = worker_client.post("/v1/generate", json=body)
     assert resp.status_code == 400, resp.text
     error = resp.json()["error"]

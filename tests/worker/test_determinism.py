@@ -37,6 +37,8 @@ def test_item_of_a_coalesced_call_equals_the_job_alone(worker_client: TestClient
 def test_same_call_twice_is_identical_and_seed_matters(worker_client: TestClient) -> None:
     first = images(run_call(worker_client, call_body()))[("job-1", 0)]
     second = images(run_call(worker_client, call_body()))[("job-1", 0)]
-    other = images(run_call(worker_client, call_body(items=[{"job_id": "job-1", "prompt": "a red cat", "seeds": [43]}])))
+    other = images(
+        run_call(worker_client, call_body(items=[{"job_id": "job-1", "prompt": "a red cat", "seeds": [43]}]))
+    )
     assert np.array_equal(pixels(first), pixels(second))
     assert not np.array_equal(pixels(first), pixels(other[("job-1", 0)]))

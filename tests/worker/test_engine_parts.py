@@ -94,7 +94,8 @@ def test_settings_yaml_env_and_flags(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert load_worker_settings(worker_yaml).cache_size == 3
     gateway_yaml = tmp_path / "config.yaml"
     gateway_yaml.write_text(
-        "inference:\n  device: cuda:1\nstorage:\n  models_dir: /data/m\nmodels:\n  allow_pickle: true\n  cache_size: 5\n"
+        "inference:\n  device: cuda:1\nstorage:\n  models_dir: /data/m\n"
+        "models:\n  allow_pickle: true\n  cache_size: 5\n"
     )
     s = load_worker_settings(gateway_yaml)
     assert (s.device, s.models_dir, s.allow_pickle, s.cache_size) == ("cuda:1", Path("/data/m"), True, 5)

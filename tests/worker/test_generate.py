@@ -1,4 +1,4 @@
-"""Generation through the real HTTP service: both families × both formats, every sampler, PNG metadata."""
+"""Generation through the real HTTP service: both families x both formats, every sampler, PNG metadata."""
 
 from __future__ import annotations
 

@@ -54,7 +54,9 @@ def test_sd2_and_non_sd_checkpoints_are_refused(tmp_path: Path) -> None:
     sd2 = tmp_path / "sd2.safetensors"
     save_file(
         {
-            "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight": np.zeros((8, 1024), np.float32),
+            "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight": np.zeros(
+                (8, 1024), np.float32
+            ),
             "cond_stage_model.model.token_embedding.weight": np.zeros((4, 4), np.float32),
         },
         str(sd2),

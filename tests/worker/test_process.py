@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 import httpx
-from procs import worker_proc
 
 from ablerefusal.protocol import parse_event
+from procs import worker_proc
 
 
 def test_real_worker_process_serves_and_stops_cleanly(tiny_models_dir: Path, tmp_path: Path) -> None:
@@ -34,7 +34,7 @@ def test_real_worker_process_serves_and_stops_cleanly(tiny_models_dir: Path, tmp
         assert bad.status_code == 400 and bad.json()["error"]["details"][0]["field"] == "steps"
         assert httpx.get(proc.url + "/v1/health").status_code == 200
         assert proc.stop() == 0
-    assert "Uvicorn running" in proc.log_tail() or "Application startup complete" in proc.log_tail()
+    assert "Application shutdown complete" in proc.log_tail()  # graceful, not killed
 
 
 def test_bad_device_flag_fails_fast(tmp_path: Path) -> None:

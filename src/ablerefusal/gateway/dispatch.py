@@ -36,7 +36,7 @@ from typing import Protocol
 
 from ablerefusal.gateway.events import EventHub, JobImage, JobPreview, JobProgress
 from ablerefusal.gateway.jobs import ClaimedJob, JobStore
-from ablerefusal.gateway.schemas import TERMINAL_STATUSES, Job, JobError, JobStatus
+from ablerefusal.gateway.schemas import TERMINAL_STATUSES, Job, JobError, JobResult, JobStatus
 from ablerefusal.gateway.settings import Settings
 from ablerefusal.gateway.workers.client import WorkerClient, WorkerError, WorkerUnreachable, error_from_event
 from ablerefusal.protocol import (
@@ -61,6 +61,8 @@ log = logging.getLogger(__name__)
 DRAIN_TIMEOUT_S = 30.0
 # How long a worker that answered "busy" (another gateway's call) is left alone.
 BUSY_PAUSE_S = 0.5
+# Least time between two progress writes of one call to the store.
+PROGRESS_WRITE_S = 0.2
 MEMORY_SAVING = MemoryOptions(attention_slicing=True, vae_tiling=True, cpu_offload=True)
 
 
@@ -137,8 +139,11 @@ class Dispatcher:
         self._last_call_end: dict[str, float] = {}
         self._calls: dict[str, _Call] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        # Small follow-up tasks (cancels found by progress writes) kept referenced until they finish.
+        self._tasks_aux: set[asyncio.Future[None]] = set()
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -153,6 +158,8 @@ class Dispatcher:
 
     async def stop(self) -> None:
         """Stop dispatching; calls in flight are cancelled on their workers and their jobs requeued."""
+        self._stopping = True
+        self._wake.set()
         if self._loop_task is not None:
             self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -192,7 +199,9 @@ class Dispatcher:
         q = self.settings.queue
         maintain_every = max(q.poll_interval_s, min(2.0, q.lease_s / 3))
         next_maintenance = time.monotonic() + maintain_every
-        while True:
+        # The flag, not only the task's cancellation, ends the loop: Python 3.11's wait_for can swallow a
+        # cancel that lands as the wake event fires.
+        while not self._stopping:
             try:
                 if time.monotonic() >= next_maintenance:
                     next_maintenance = time.monotonic() + maintain_every
@@ -203,7 +212,8 @@ class Dispatcher:
                 log.exception("dispatch round failed")
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), q.poll_interval_s)
+                async with asyncio.timeout(q.poll_interval_s):
+                    await self._wake.wait()
 
     async def _maintain(self) -> None:
         for job_id in await asyncio.to_thread(self.store.requeue_expired_leases):
@@ -293,8 +303,7 @@ class Dispatcher:
 
         def _done(t: asyncio.Task[None]) -> None:
             self._tasks.discard(t)
-            self._inflight[worker.id] -= 1
-            self._last_call_end[worker.id] = time.monotonic()
+            call.free_slot()
             for job in jobs:
                 if self._calls.get(job.id) is call:
                     del self._calls[job.id]
@@ -327,6 +336,19 @@ class _Call:
         self.images: dict[str, set[int]] = {j.id: set() for j in jobs}
         self.all_stopped_at: float | None = None
         self._lock = asyncio.Lock()
+        self._slot_freed = False
+        self._progress_write: asyncio.Future[set[str]] | None = None
+        self._progress_written_at = 0.0
+
+    def free_slot(self) -> None:
+        """The worker is done with this call: let the dispatcher send it the next one. Called as soon as
+        the stream ends, before the jobs' final writes, so the worker does not idle while they happen."""
+        if self._slot_freed:
+            return
+        self._slot_freed = True
+        self.d._inflight[self.worker.id] -= 1
+        self.d._last_call_end[self.worker.id] = time.monotonic()
+        self.d._wake.set()
 
     # -- building ------------------------------------------------------------------------------------
 
@@ -358,8 +380,6 @@ class _Call:
     # -- running -------------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        for job in self.jobs:
-            self.d.events.publish_job(await asyncio.to_thread(self.store.get, job.id))
         model = self.d._model_for(self.worker, self.jobs[0])
         if model is None:
             err = WorkerError(ErrorCode.model_not_found, "no model requested and none configured", retryable=False)
@@ -367,6 +387,9 @@ class _Call:
             return
         stream = asyncio.create_task(self._consume(self.build(model), model))
         watcher = asyncio.create_task(self._watch(stream))
+        # After the call is on its way: these reads must not delay the worker.
+        for job in await asyncio.to_thread(self._running_jobs):
+            self.d.events.publish_job(job)
         try:
             await stream
         except asyncio.CancelledError:
@@ -386,6 +409,9 @@ class _Call:
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
 
+    def _running_jobs(self) -> list[Job]:
+        return [self.store.get(job.id) for job in self.jobs]
+
     async def _give_back(self) -> None:
         if self.live:
             with contextlib.suppress(WorkerError):
@@ -398,6 +424,8 @@ class _Call:
 
     async def _consume(self, call: GenerateCall, model: str) -> None:
         async for event in self.client.generate(call):
+            if isinstance(event, DoneEvent) or (isinstance(event, ErrorEvent) and event.job_id is None):
+                self.free_slot()
             await self._on_event(event, model)
 
     async def _on_event(self, event: WorkerEvent, model: str) -> None:
@@ -427,36 +455,54 @@ class _Call:
         if event.preview:
             target = next((j for j in event.job_ids if j in self.live), claims[0].id)
             previews[target] = "data:image/jpeg;base64," + event.preview
-        cancels = await asyncio.to_thread(self.store.record_progress, claims, event.step, event.total, previews)
         pct = 100.0 * event.step / event.total if event.total else 0.0
         for job in claims:
             self.d.events.publish(JobProgress(job_id=job.id, step=event.step, total=event.total, progress=pct))
         for job_id, url in previews.items():
             self.d.events.publish(JobPreview(job_id=job_id, step=event.step, image=url))
-        for job_id in cancels:
-            await self.stop_item(job_id, JobStatus.cancelled)
+        # The store gets progress at most every PROGRESS_WRITE_S and never holds up the stream: a step
+        # can be shorter than a database write. Subscribers of this gateway already have every step;
+        # cancels requested here act at once (Dispatcher.cancel), those from other gateways via the
+        # answer of this write or the watcher.
+        now = time.monotonic()
+        busy = self._progress_write is not None and not self._progress_write.done()
+        if busy or now - self._progress_written_at < PROGRESS_WRITE_S:
+            return
+        self._progress_written_at = now
+        write = asyncio.ensure_future(
+            asyncio.to_thread(self.store.record_progress, claims, event.step, event.total, previews)
+        )
+        self._progress_write = write
+        write.add_done_callback(self._after_progress_write)
+
+    def _after_progress_write(self, write: asyncio.Future[set[str]]) -> None:
+        if write.cancelled() or write.exception() is not None:
+            return
+        for job_id in write.result():
+            task = asyncio.ensure_future(self.stop_item(job_id, JobStatus.cancelled))
+            self.d._tasks_aux.add(task)
+            task.add_done_callback(self.d._tasks_aux.discard)
 
     async def _on_image(self, event: ImageEvent) -> None:
         job = self.live.get(event.job_id)
         if job is None:
             return  # stopped meanwhile: its images are not wanted
-        png = base64.b64decode(event.png_base64)
-        rel = await asyncio.to_thread(write_png_atomically, self.d.output_dir, event.job_id, event.index, png)
-        result = await asyncio.to_thread(
-            self.store.add_result,
-            event.job_id,
-            event.index,
-            rel,
-            event.seed,
-            event.metadata,
-            event.infotext,
-            attempt=job.attempt,
-        )
+        result = await asyncio.to_thread(self._save_image, event, job.attempt)
         if result is None:
-            await asyncio.to_thread(self._drop_orphan, event.job_id, event.index, rel)
             return
         self.images[event.job_id].add(event.index)
         self.d.events.publish(JobImage(job_id=event.job_id, result=result))
+
+    def _save_image(self, event: ImageEvent, attempt: int) -> JobResult | None:
+        # File first, then the row: a crash in between leaves a file a retry overwrites, never a result
+        # without its file.
+        rel = write_png_atomically(self.d.output_dir, event.job_id, event.index, base64.b64decode(event.png_base64))
+        result = self.store.add_result(
+            event.job_id, event.index, rel, event.seed, event.metadata, event.infotext, attempt=attempt
+        )
+        if result is None:
+            self._drop_orphan(event.job_id, event.index, rel)
+        return result
 
     def _drop_orphan(self, job_id: str, index: int, rel: str) -> None:
         # The job ended (cancel, deadline) while the file was written: leave no file without a result.
@@ -476,19 +522,19 @@ class _Call:
         await self._fail_live(exc)
 
     async def _on_done(self) -> None:
+        complete = []
         for job in list(self.live.values()):
             got = len(self.images[job.id])
             if got < job.request.batch_size:
                 err = WorkerError(
-                    ErrorCode.internal,
-                    f"the worker sent {got} of {job.request.batch_size} images",
-                    retryable=True,
+                    ErrorCode.internal, f"the worker sent {got} of {job.request.batch_size} images", retryable=True
                 )
                 await self._end(job.id, err)
                 continue
             self.live.pop(job.id, None)
-            finished = await asyncio.to_thread(self.store.complete, job.id, attempt=job.attempt)
-            if finished is not None:
+            complete.append(job)
+        if complete:
+            for finished in await asyncio.to_thread(self.store.complete_many, complete):
                 self.d.publish_final(finished)
 
     # -- ending jobs ---------------------------------------------------------------------------------
@@ -551,7 +597,7 @@ class _Call:
             claims = list(self.live.values())
             if time.monotonic() - last_renew >= q.lease_s / 3 and claims:
                 last_renew = time.monotonic()
-                held = await asyncio.to_thread(self.store.renew_leases, claims)
+                held = {c.id for c in claims}
                 for job in claims:
                     if job.id not in held:
                         # Another gateway requeued it after our lease lapsed: it is theirs now.

@@ -86,7 +86,9 @@ class Subscription:
         while not self._items:
             self._ready.clear()
             try:
-                await asyncio.wait_for(self._ready.wait(), timeout)
+                # asyncio.timeout, not wait_for: 3.11's wait_for can swallow the SSE task's cancellation.
+                async with asyncio.timeout(timeout):
+                    await self._ready.wait()
             except TimeoutError:
                 return None
         return self._items.popleft()

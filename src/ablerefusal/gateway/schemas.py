@@ -48,7 +48,11 @@ class GenerateRequest(BaseModel):
         512, ge=MIN_SIZE, le=MAX_SIZE, multiple_of=SIZE_MULTIPLE, description="Width in pixels, 64–2048, multiple of 8."
     )
     height: int = Field(
-        512, ge=MIN_SIZE, le=MAX_SIZE, multiple_of=SIZE_MULTIPLE, description="Height in pixels, 64–2048, multiple of 8."
+        512,
+        ge=MIN_SIZE,
+        le=MAX_SIZE,
+        multiple_of=SIZE_MULTIPLE,
+        description="Height in pixels, 64–2048, multiple of 8.",
     )
     steps: int = Field(20, ge=1, le=MAX_STEPS, description="Denoising steps, 1–150.")
     cfg_scale: float = Field(7.5, ge=MIN_CFG, le=MAX_CFG, description="Classifier-free guidance scale, 1.0–30.0.")

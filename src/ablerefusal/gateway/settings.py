@@ -32,7 +32,9 @@ class ServerSettings(BaseModel):
 
 
 class InferenceSettings(BaseModel):
-    python_service_url: str | None = Field(None, description="Seed's single remote worker URL (same as one workers.urls entry).")
+    python_service_url: str | None = Field(
+        None, description="Seed's single remote worker URL (same as one workers.urls entry)."
+    )
     device: str = Field("auto", description="Device for local workers: auto|cpu|cuda|cuda:N|mps.")
     max_batch_size: int = Field(4, ge=1, le=16, description="Most images coalesced into one worker call.")
     default_model: str | None = Field(None, description="Model used when a request names none.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -105,10 +106,8 @@ async def _stream(service: WorkerService, call_id: str, queue: Any) -> AsyncIter
             yield (event.model_dump_json() + "\n").encode()
     finally:
         if not finished:  # the client went away: stop spending the device on images nobody will read
-            try:
+            with contextlib.suppress(WorkerError):
                 service.cancel(call_id, None)
-            except WorkerError:
-                pass
 
 
 @router.post(

@@ -56,7 +56,9 @@ def worker(
     from ablerefusal.worker.app import create_app
     from ablerefusal.worker.settings import load_worker_settings
 
-    logging.basicConfig(stream=sys.stderr, level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        stream=sys.stderr, level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         settings = load_worker_settings(
             config,

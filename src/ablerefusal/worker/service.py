@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import socket
 import threading
@@ -106,7 +107,14 @@ class WorkerService:
                 from ablerefusal.worker.engine.compiled import CompiledUnets
 
                 self.compiler = CompiledUnets(
-                    self, self.settings.compile_shapes, self.settings.compile_backend, self.settings.compile_mode
+                    self.registry,
+                    # Loading goes through the generation thread, the only user of the cache.
+                    lambda entry: self._gpu.submit(self.cache.get, entry).result()[0],
+                    self.device,
+                    self.settings.compile_shapes,
+                    self.settings.compile_backend,
+                    self.settings.compile_mode,
+                    exclusive=lambda fn: self._gpu.submit(fn).result(),
                 )
                 self.compiler.start()
             self.not_ready_reason = None
@@ -202,17 +210,21 @@ class WorkerService:
         queue: asyncio.Queue[Any] = asyncio.Queue()
 
         def emit(event: Any) -> None:
-            try:
+            # RuntimeError: the client's loop is gone; nothing left to tell.
+            with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(queue.put_nowait, event)
-            except RuntimeError:  # the client's loop is gone; nothing left to tell
-                pass
 
         control = CallControl(call_id=call_id, job_ids=[i.job_id for i in call.items], emit=emit)
         with self._calls_lock:
             self._calls[call_id] = control
         timing = _Timing(received=time.perf_counter())
+        # A warm compiled shape runs on the compile thread, which owns its CUDA graphs; the rest eagerly here.
+        unet = self.compiler.unet_for(entry.id, call) if self.compiler else None
         try:
-            self._gpu.submit(self._run, control, call, entry, sampler, timing)
+            if unet is not None:
+                self.compiler.run(self._run, control, call, entry, sampler, timing, unet)
+            else:
+                self._gpu.submit(self._run, control, call, entry, sampler, timing, None)
         except RuntimeError:
             self._device_lock.release()
             self._forget(call_id)
@@ -245,7 +257,9 @@ class WorkerService:
             control.emit(event)
         control.emit(_END)
 
-    def _run(self, control: Any, call: GenerateCall, entry: ModelEntry, sampler: Sampler, timing: _Timing) -> None:
+    def _run(
+        self, control: Any, call: GenerateCall, entry: ModelEntry, sampler: Sampler, timing: _Timing, unet: Any
+    ) -> None:
         from ablerefusal.worker.engine.devices import is_out_of_memory
         from ablerefusal.worker.engine.runner import MemoryDefaults, generate
 
@@ -253,7 +267,9 @@ class WorkerService:
         images = None
         try:
             control.emit(
-                StartedEvent(call_id=control.call_id, model=entry.id, device=str(self.device.device), job_ids=control.job_ids)
+                StartedEvent(
+                    call_id=control.call_id, model=entry.id, device=str(self.device.device), job_ids=control.job_ids
+                )
             )
             resident, timing.load_s = self.cache.get(entry)
             if control.cancelled.is_set():
@@ -265,11 +281,12 @@ class WorkerService:
                 vae_tiling_min_pixels=self.settings.vae_tiling_min_pixels,
                 cpu_offload=self.settings.cpu_offload,
             )
-            unet = self.compiler.unet_for(entry.id, call) if self.compiler else None
             images = generate(resident, call, sampler, control, self.device, defaults, unet=unet)
             timing.generate_s = time.perf_counter() - t0
         except CallCancelledError:
-            self._finish(control, ErrorEvent(call_id=control.call_id, code=ErrorCode.cancelled, message="call cancelled"))
+            self._finish(
+                control, ErrorEvent(call_id=control.call_id, code=ErrorCode.cancelled, message="call cancelled")
+            )
         except WorkerError as exc:
             self._finish(control, ErrorEvent(call_id=control.call_id, code=exc.code, message=exc.message))
         except Exception as exc:
@@ -283,7 +300,9 @@ class WorkerService:
                 )
             else:
                 log.exception("generation call %s failed", control.call_id)
-                event = ErrorEvent(call_id=control.call_id, code=ErrorCode.internal, message=f"{type(exc).__name__}: {exc}")
+                event = ErrorEvent(
+                    call_id=control.call_id, code=ErrorCode.internal, message=f"{type(exc).__name__}: {exc}"
+                )
             self._finish(control, event)
         finally:
             self._device_lock.release()
@@ -309,7 +328,9 @@ class WorkerService:
             for generated in images:
                 row = generated.row
                 if control.cancelled.is_set():
-                    self._finish(control, ErrorEvent(call_id=control.call_id, code=ErrorCode.cancelled, message="call cancelled"))
+                    self._finish(
+                        control, ErrorEvent(call_id=control.call_id, code=ErrorCode.cancelled, message="call cancelled")
+                    )
                     return
                 if row.job_id in control.dropped:
                     continue

@@ -34,11 +34,17 @@ class WorkerSettings(BaseSettings):
     allow_cpu_fallback: bool = Field(
         False, description="Run on the CPU when the configured GPU cannot be initialised (reported in /v1/info)."
     )
-    models_dir: Path = Field(Path("./models"), description="Folder scanned for diffusers folders and .safetensors files.")
-    hub_ids: list[str] = Field(default_factory=list, description="Hugging Face repo ids offered (HF cache on first use).")
+    models_dir: Path = Field(
+        Path("./models"), description="Folder scanned for diffusers folders and .safetensors files."
+    )
+    hub_ids: list[str] = Field(
+        default_factory=list, description="Hugging Face repo ids offered (HF cache on first use)."
+    )
     allow_pickle: bool = Field(False, description="Load .ckpt/.pt/.bin pickle checkpoints (unsafe: they can run code).")
     cache_size: int = Field(2, ge=1, description="Pipelines kept resident (LRU).")
-    offload_idle: bool = Field(False, description="Move idle cached pipelines to CPU memory instead of keeping them on the GPU.")
+    offload_idle: bool = Field(
+        False, description="Move idle cached pipelines to CPU memory instead of keeping them on the GPU."
+    )
     attention_slicing: bool = Field(False, description="Default for attention slicing (per call: MemoryOptions).")
     vae_tiling: bool | None = Field(None, description="Default VAE tiling; None = on automatically for large images.")
     vae_tiling_min_pixels: int = Field(
@@ -51,9 +57,15 @@ class WorkerSettings(BaseSettings):
     )
     encode_threads: int = Field(2, ge=1, description="Threads encoding PNGs beside the generation loop.")
     preload: list[str] = Field(default_factory=list, description="Model ids loaded at start, before /v1/ready.")
-    compile: bool = Field(False, description="Compile the UNet (CUDA graphs, channels_last, fused QKV) for compile_shapes.")
-    compile_backend: str = Field("inductor", description="torch.compile backend (inductor on GPUs; 'eager' only traces).")
-    compile_mode: str = Field("reduce-overhead", description="torch.compile mode for inductor (reduce-overhead = CUDA graphs).")
+    compile: bool = Field(
+        False, description="Compile the UNet (CUDA graphs, channels_last, fused QKV) for compile_shapes."
+    )
+    compile_backend: str = Field(
+        "inductor", description="torch.compile backend (inductor on GPUs; 'eager' only traces)."
+    )
+    compile_mode: str = Field(
+        "reduce-overhead", description="torch.compile mode for inductor (reduce-overhead = CUDA graphs)."
+    )
     compile_shapes: list[str] = Field(
         default_factory=list, description="Shapes to compile and warm at start, as model:WxH:bN (e.g. sd15:512x512:b4)."
     )
@@ -93,6 +105,21 @@ class WorkerSettings(BaseSettings):
         return env_settings, init_settings
 
 
+class _ExplicitWorkerSettings(WorkerSettings):
+    """Validation only, no environment: the final merge of file+env values with CLI flags."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
 def parse_shape(shape: str) -> tuple[str, int, int, int]:
     """``model:WxH:bN`` → (model, width, height, batch)."""
     m = _SHAPE_RE.match(shape)
@@ -125,5 +152,5 @@ def load_worker_settings(config: Path | None = None, overrides: dict[str, Any] |
         data = dict(section) if isinstance(section, dict) else _from_gateway_sections(loaded)
     settings = WorkerSettings(**data)
     if overrides:
-        settings = WorkerSettings.model_validate({**settings.model_dump(), **overrides})
+        settings = _ExplicitWorkerSettings(**{**settings.model_dump(), **overrides})
     return settings

@@ -2,7 +2,7 @@
 
 They exist so that tests, CI and people without internet can run the whole platform end to end. Their
 images are noise: the weights are random. ``scale`` multiplies every channel width, so a benchmark can make
-one where a 64×64 job takes a measurable fraction of a second.
+one where a 64x64 job takes a measurable fraction of a second.
 
 Layout written into ``dest`` (a models directory):
 - diffusers format: ``dest/<name>/`` (``model_index.json`` + component folders + ``ablerefusal.json``).
@@ -78,7 +78,7 @@ def _vae(scale: int, scaling_factor: float) -> Any:
     from diffusers import AutoencoderKL
 
     c = 16 * scale
-    # Four blocks keep the real 8× latent downscale, so sizes and previews behave like full-size models.
+    # Four blocks keep the real 8x latent downscale, so sizes and previews behave like full-size models.
     return AutoencoderKL(
         in_channels=3,
         out_channels=3,

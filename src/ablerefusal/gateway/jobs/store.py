@@ -547,6 +547,17 @@ class JobStore:
         """running → completed; None if the job was not running (under ``attempt``)."""
         return self._finish(job_id, JobStatus.completed, {"error": None}, attempt)
 
+    def complete_many(self, claims: Sequence[ClaimedJob]) -> list[Job]:
+        """``complete`` for every job of a finished call in one transaction; returns those completed."""
+        with self._write() as conn:
+            done = [
+                c.id
+                for c in claims
+                if self._transition(conn, c.id, JobStatus.completed, {"error": None}, attempt=c.attempt)
+            ]
+            rows = list(conn.execute(select(J).where(J.c.id.in_(done))).mappings()) if done else []
+            return self._to_jobs(conn, rows)
+
     def fail(self, job_id: str, error: JobError, *, attempt: int | None = None) -> Job | None:
         """running → failed with ``error``; None if the job was not running (under ``attempt``)."""
         return self._finish(job_id, JobStatus.failed, {"error": error.model_dump()}, attempt)

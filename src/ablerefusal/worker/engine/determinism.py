@@ -1,6 +1,6 @@
 """Batch invariance on CPU: image i of a batch must equal the same seed generated alone, pixel for pixel.
 
-CPU BLAS picks different kernels for different row counts, so a small GEMM (B, K)×(K, N) — the UNet's time
+CPU BLAS picks different kernels for different row counts, so a small GEMM (B, K)x(K, N) — the UNet's time
 and added-condition embeddings, each resnet's time projection, SDXL's pooled text projection — rounds
 differently for B=2 (one image with CFG) and B=8 (four images), and the VAE's convolutions do the same per
 batch size. The last bits of those differences survive to the 8-bit pixels. On CPU we therefore run those
@@ -23,7 +23,7 @@ def _rowwise(module: torch.nn.Linear) -> None:
             return torch.cat([original(x[i : i + 1]) for i in range(x.shape[0])])
         return original(x)
 
-    module.forward = forward  # type: ignore[method-assign]
+    module.forward = forward  # type: ignore[method-assign,assignment]
 
 
 def make_batch_invariant(pipe: Any) -> None:

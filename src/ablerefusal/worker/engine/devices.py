@@ -71,10 +71,8 @@ def resolve_device(spec: str, dtype: str = "auto", allow_cpu_fallback: bool = Fa
     else:
         device = torch.device("cpu")
 
-    if dtype != "auto":
-        chosen = _DTYPES[dtype]
-    else:
-        chosen = torch.float16 if device.type == "cuda" else torch.float32
+    auto_dtype = torch.float16 if device.type == "cuda" else torch.float32
+    chosen = _DTYPES[dtype] if dtype != "auto" else auto_dtype
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
     elif device.type == "mps":

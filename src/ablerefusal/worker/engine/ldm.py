@@ -65,10 +65,8 @@ def unet_to_ldm(state: dict[str, torch.Tensor], config: dict[str, Any]) -> dict[
                 ldm = f"input_blocks.{base + lpb}.0.op.{parts[-1]}"
         elif parts[0] == "mid_block":
             kind, idx, rest = parts[1], int(parts[2]), ".".join(parts[3:])
-            if kind == "resnets":
-                ldm = f"middle_block.{2 * idx}.{_resnet_suffix(rest)}"
-            else:
-                ldm = f"middle_block.1.{rest}"
+            # LDM's middle block is [resnet, attention, resnet].
+            ldm = f"middle_block.{2 * idx}.{_resnet_suffix(rest)}" if kind == "resnets" else f"middle_block.1.{rest}"
         elif parts[0] == "up_blocks":
             block, kind, idx, rest = int(parts[1]), parts[2], int(parts[3]), ".".join(parts[4:])
             base = block * (lpb + 1)
@@ -157,7 +155,9 @@ def clip_to_ldm(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.
 
 def openclip_to_ldm(state: dict[str, torch.Tensor], prefix: str = SDXL_OPENCLIP_PREFIX) -> dict[str, torch.Tensor]:
     """CLIPTextModelWithProjection → OpenCLIP layout (fused in_proj, transposed text_projection)."""
-    state = {(k if k.startswith(("text_model.", "text_projection")) else f"text_model.{k}"): v for k, v in state.items()}
+    state = {
+        (k if k.startswith(("text_model.", "text_projection")) else f"text_model.{k}"): v for k, v in state.items()
+    }
     out: dict[str, torch.Tensor] = {
         prefix + "positional_embedding": state["text_model.embeddings.position_embedding.weight"],
         prefix + "token_embedding.weight": state["text_model.embeddings.token_embedding.weight"],

@@ -83,6 +83,9 @@ def bundled_config_dir(family: ModelFamily) -> Path:
 
 def load_pipeline(entry: ModelEntry, device: DeviceInfo, allow_pickle: bool) -> Any:
     """Load ``entry`` and move it to the device; every failure is a ModelLoadError with the reason."""
+    from diffusers.utils import logging as diffusers_logging
+
+    diffusers_logging.disable_progress_bar()  # per-component bars would flood the worker's log
     cls = pipeline_class(entry.family)
     extra: dict[str, Any] = {}
     if entry.family is ModelFamily.sd15:

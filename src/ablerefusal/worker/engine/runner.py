@@ -91,7 +91,9 @@ def apply_memory(resident: Resident, call: GenerateCall, defaults: MemoryDefault
         resident.cpu_offload = False
 
 
-def _encode_prompts(pipe: Any, family: ModelFamily, rows: list[Row], do_cfg: bool, device: DeviceInfo) -> dict[str, Any]:
+def _encode_prompts(
+    pipe: Any, family: ModelFamily, rows: list[Row], do_cfg: bool, device: DeviceInfo
+) -> dict[str, Any]:
     prompts = [r.prompt for r in rows]
     negatives = [r.negative_prompt for r in rows]
     if family is ModelFamily.sd15:
@@ -145,7 +147,9 @@ def generate(
         if call.previews and live and step % call.preview_every == 0:
             first = next(n for n, r in enumerate(rows) if r.job_id == live[0])
             preview = latent_preview(tensors["latents"][first], family)
-        control.emit(ProgressEvent(call_id=control.call_id, step=step, total=p.num_timesteps, preview=preview, job_ids=live))
+        control.emit(
+            ProgressEvent(call_id=control.call_id, step=step, total=p.num_timesteps, preview=preview, job_ids=live)
+        )
         return {}
 
     original_unet = pipe.unet
