@@ -166,7 +166,7 @@ class Dispatcher:
                 await self._loop_task
         for task in list(self._tasks):
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, *self._tasks_aux, return_exceptions=True)
         for client in self._clients.values():
             await client.aclose()
         self._clients.clear()
@@ -404,6 +404,12 @@ class _Call:
                 await self._give_back()
             else:
                 await self._fail_live(exc)
+        except Exception as exc:
+            # Our own bug or a store outage mid-call: retry the jobs elsewhere rather than leave them
+            # running until their lease lapses (if the store is down, the lease path still catches them).
+            log.exception("call %s on %s failed in the gateway", self.call_id, self.worker.id)
+            stream.cancel()
+            await self._fail_live(WorkerError(ErrorCode.internal, f"gateway error: {exc!r}", retryable=True))
         finally:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -597,7 +603,7 @@ class _Call:
             claims = list(self.live.values())
             if time.monotonic() - last_renew >= q.lease_s / 3 and claims:
                 last_renew = time.monotonic()
-                held = {c.id for c in claims}
+                held = await asyncio.to_thread(self.store.renew_leases, claims)
                 for job in claims:
                     if job.id not in held:
                         # Another gateway requeued it after our lease lapsed: it is theirs now.
