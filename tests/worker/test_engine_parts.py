@@ -106,3 +106,30 @@ def test_settings_yaml_env_and_flags(tmp_path: Path, monkeypatch: pytest.MonkeyP
         WorkerSettings(device="gpu")
     with pytest.raises(ValidationError, match="model:WxH:bN"):
         WorkerSettings(compile_shapes=["sd15-512"])
+
+
+def test_cuda_without_a_gpu_falls_back_only_when_allowed(tiny_models_dir: Path) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the fallback path needs a machine without it")
+    allowed = create_app(WorkerSettings(models_dir=tiny_models_dir, device="cuda", allow_cpu_fallback=True))
+    with TestClient(allowed) as client:
+        wait_ready(client)
+        info = client.get("/v1/info").json()
+        assert info["device"] == "cpu" and "CUDA is not available" in info["fallback_reason"]
+    refused = create_app(WorkerSettings(models_dir=tiny_models_dir, device="cuda"))
+    with TestClient(refused) as client:
+        service: WorkerService = refused.state.service
+        service._gpu.submit(lambda: None).result()  # initialisation has run
+        ready = client.get("/v1/ready")
+        assert ready.status_code == 503 and "CUDA is not available" in ready.json()["reason"]
+        resp = client.post("/v1/generate", json=call_body())
+        assert resp.status_code == 503 and resp.json()["error"]["retryable"] is True
+
+
+def test_per_call_memory_options_are_applied(worker_client: TestClient, worker_service: WorkerService) -> None:
+    body = call_body(memory={"attention_slicing": True, "vae_tiling": True})
+    assert run_call(worker_client, body)[-1].type == "done"
+    resident = worker_service.cache.peek("tiny-sd15")
+    assert resident.flags == {"attention_slicing": True, "vae_tiling": True}
+    assert run_call(worker_client, call_body())[-1].type == "done"  # back to the defaults
+    assert resident.flags == {"attention_slicing": False, "vae_tiling": False}

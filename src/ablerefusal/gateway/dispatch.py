@@ -6,8 +6,9 @@ claims jobs from the store — coalesced compatible jobs when ``queue.coalesce``
 ``queue.gather_window_ms`` so a burst lands in one batch — sends one multi-item ``GenerateCall`` and
 follows its event stream:
 
-* ``progress`` → store (step/total, preview) and SSE subscribers; the store's answer carries pending
-  cancel requests, so a running job stops within one step even when another gateway took the request;
+* ``progress`` → SSE subscribers at every step, and the store (step/total, preview) at most every
+  ``PROGRESS_WRITE_S`` without holding up the stream; a cancel taken by this gateway stops the job's item
+  on the worker at once (within one step), one taken by another gateway within a watcher tick;
 * ``image`` → PNG written atomically to ``<output_dir>/<job_id>/<index>.png``, then recorded;
 * ``done`` → each job of the call completed.
 
