@@ -95,6 +95,19 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _hub_family(hub_id: str) -> ModelFamily:
+    """From the cached model_index.json when the repo was fetched before; until then the name is the guess."""
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(hub_id, "model_index.json")
+    if isinstance(cached, str):
+        try:
+            return family_from_folder(Path(cached).parent)
+        except UnsupportedModelError:
+            pass
+    return ModelFamily.sdxl if "xl" in hub_id.lower() else ModelFamily.sd15
+
+
 class ModelRegistry:
     def __init__(self, models_dir: Path, hub_ids: list[str], allow_pickle: bool) -> None:
         self.models_dir = models_dir
@@ -114,7 +127,7 @@ class ModelRegistry:
                 self._scan_one(child, root, scan)
         for hub_id in self.hub_ids:
             model_id = _slug(hub_id.replace("/", "--"))
-            family = ModelFamily.sdxl if "xl" in hub_id.lower() else ModelFamily.sd15
+            family = _hub_family(hub_id)
             scan.entries.setdefault(
                 model_id, ModelEntry(id=model_id, name=hub_id, family=family, format=ModelFormat.hub, hub_id=hub_id)
             )
