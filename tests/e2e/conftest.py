@@ -45,7 +45,9 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, e2e_models: Path) -> Itera
     gw.stop()
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API keeps an event loop running in this thread until it
+# stops, and pytest-asyncio tests collected after this module must not find one.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     if not CHROMIUM.is_file():
         pytest.fail(f"{CHROMIUM} is missing: install it with 'make chromium' (apt-get install chromium)")

@@ -29,10 +29,13 @@ def result_from_row(row: Row) -> JobResult:
 
 def job_from_row(row: Row, results: Sequence[Row], queue_position: int | None) -> Job:
     status = JobStatus(row["status"])
+    request = GenerateRequest.model_validate(row["request"])
     total = int(row["total_steps"])
     step = int(row["step"])
     if status == JobStatus.completed:
-        progress = 100.0
+        # Progress writes are throttled, so the stored step may lag: a completed job ran every step.
+        total = total or request.steps
+        step, progress = total, 100.0
     elif total > 0:
         progress = min(100.0, 100.0 * step / total)
     else:
@@ -52,7 +55,7 @@ def job_from_row(row: Row, results: Sequence[Row], queue_position: int | None) -
         finished_at=to_datetime(row["finished_at"]),
         deadline_at=to_datetime(row["deadline_at"]),
         worker_id=row["worker_id"],
-        request=GenerateRequest.model_validate(row["request"]),
+        request=request,
         results=[result_from_row(r) for r in sorted(results, key=lambda r: int(r["idx"]))],
         error=JobError.model_validate(error) if error else None,
         preview=row["preview"] if status == JobStatus.running else None,
