@@ -11,7 +11,9 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, Field
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from ablerefusal.layered_settings import EnvOverFileSettings, InitOnlySettings
 
 
 class ServerSettings(BaseModel):
@@ -90,7 +92,7 @@ class ModelsSettings(BaseModel):
     cache_size: int = Field(2, ge=1, description="Pipelines kept resident per worker.")
 
 
-class Settings(BaseSettings):
+class Settings(EnvOverFileSettings):
     model_config = SettingsConfigDict(env_prefix="ABLEREFUSAL_", env_nested_delimiter="__", extra="ignore")
 
     server: ServerSettings = Field(default_factory=ServerSettings)
@@ -100,18 +102,6 @@ class Settings(BaseSettings):
     workers: WorkersSettings = Field(default_factory=WorkersSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     models: ModelsSettings = Field(default_factory=ModelsSettings)
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Environment beats the YAML file, which arrives as init kwargs (see load_settings).
-        return env_settings, init_settings
 
 
 def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -124,20 +114,9 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-class _FlagSettings(Settings):
+class _FlagSettings(InitOnlySettings, Settings):
     """Validates the final merge only: environment and YAML are already in it, so the environment must
     not be applied again over the CLI flags."""
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings,)
 
 
 def load_settings(config: Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:

@@ -15,15 +15,16 @@ from typing import Any
 
 import yaml
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
+from ablerefusal.layered_settings import EnvOverFileSettings, InitOnlySettings
 from ablerefusal.protocol import MAX_BATCH_SIZE
 
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d+|mps)$")
 _SHAPE_RE = re.compile(r"^(?P<model>[^:]+):(?P<w>\d+)x(?P<h>\d+):b(?P<b>\d+)$")
 
 
-class WorkerSettings(BaseSettings):
+class WorkerSettings(EnvOverFileSettings):
     model_config = SettingsConfigDict(env_prefix="ABLEREFUSAL_WORKER_", extra="forbid")
 
     worker_id: str | None = Field(None, description="Name reported in /v1/info; defaults to host:port.")
@@ -97,32 +98,9 @@ class WorkerSettings(BaseSettings):
                 raise ValueError(f"{shape!r} is not model:WxH:bN")
         return value
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # The YAML file arrives as init kwargs; the environment beats it (CLI flags are applied after).
-        return env_settings, init_settings
 
-
-class _ExplicitWorkerSettings(WorkerSettings):
+class _ExplicitWorkerSettings(InitOnlySettings, WorkerSettings):
     """Validation only, no environment: the final merge of file+env values with CLI flags."""
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings,)
 
 
 def parse_shape(shape: str) -> tuple[str, int, int, int]:
