@@ -95,3 +95,16 @@ async def test_follow_job_of_finished_and_unknown_jobs(tmp_path: Path) -> None:
         await anext(follow_job(hub, "missing", store))
     assert hub.subscribers("missing") == 0
     store.close()
+
+
+async def test_only_subscribers_that_want_previews_make_a_job_watched() -> None:
+    hub = EventHub()
+    quiet = hub.subscribe("job-1", previews=False)
+    assert hub.subscribers("job-1") == 1
+    assert not hub.wants_previews("job-1")  # a synchronous waiter: the worker need not render previews
+    live = hub.subscribe("job-1")
+    assert hub.wants_previews("job-1")
+    live.close()
+    assert not hub.wants_previews("job-1")
+    quiet.close()
+    assert hub.subscribers("job-1") == 0

@@ -355,7 +355,7 @@ class _Call:
 
     def build(self, model: str) -> GenerateCall:
         head = self.jobs[0].request
-        watched = any(self.d.events.subscribers(j.id) for j in self.jobs)
+        watched = any(self.d.events.wants_previews(j.id) for j in self.jobs)
         return GenerateCall(
             call_id=self.call_id,
             model=model,
@@ -373,7 +373,7 @@ class _Call:
                 )
                 for j in self.jobs
             ],
-            # Previews cost worker time: only when someone watches the job live.
+            # Previews cost worker time: only when someone watches the job live and wants them.
             previews=watched,
             memory=MEMORY_SAVING if any(j.memory_saving for j in self.jobs) else None,
         )

@@ -63,8 +63,9 @@ JobEvent = Annotated[JobProgress | JobPreview | JobImage | JobStatusChange, Fiel
 class Subscription:
     """One subscriber's bounded queue for one job; iterate it, then ``close`` (or use ``async with``)."""
 
-    def __init__(self, hub: EventHub, job_id: str, maxsize: int) -> None:
+    def __init__(self, hub: EventHub, job_id: str, maxsize: int, previews: bool = True) -> None:
         self.job_id = job_id
+        self.previews = previews
         self.dropped = 0
         self._hub = hub
         self._maxsize = maxsize
@@ -119,8 +120,10 @@ class EventHub:
         self._maxsize = maxsize
         self._subs: dict[str, set[Subscription]] = {}
 
-    def subscribe(self, job_id: str) -> Subscription:
-        sub = Subscription(self, job_id, self._maxsize)
+    def subscribe(self, job_id: str, *, previews: bool = True) -> Subscription:
+        """``previews=False``: this subscriber does not need latent previews, so it does not make the
+        dispatcher ask the worker for them (they cost worker time every step)."""
+        sub = Subscription(self, job_id, self._maxsize, previews)
         self._subs.setdefault(job_id, set()).add(sub)
         return sub
 
@@ -133,6 +136,9 @@ class EventHub:
 
     def subscribers(self, job_id: str) -> int:
         return len(self._subs.get(job_id, ()))
+
+    def wants_previews(self, job_id: str) -> bool:
+        return any(sub.previews for sub in self._subs.get(job_id, ()))
 
     def publish(self, event: JobEvent) -> None:
         """Hand ``event`` to every subscriber of its job; never blocks."""
@@ -190,6 +196,7 @@ async def follow_job(
     load: Callable[[str], Job] | _JobSource,
     *,
     poll_interval_s: float = 1.0,
+    previews: bool = True,
 ) -> AsyncGenerator[JobEvent, None]:
     """Every event of one job from now to its end, whichever gateway runs it.
 
@@ -199,7 +206,7 @@ async def follow_job(
     """
     get = load if callable(load) else load.get
     tracker = _Tracker()
-    sub = hub.subscribe(job_id)
+    sub = hub.subscribe(job_id, previews=previews)
     try:
         # Subscribe before reading, so nothing published between the two is lost.
         job = await asyncio.to_thread(get, job_id)

@@ -132,11 +132,13 @@ class GatewayService:
         except JobNotFound as exc:
             raise ApiException(404, "not_found", str(exc)) from exc
 
-    async def wait(self, job_id: str, timeout: float | None) -> Job:
-        """The job as soon as it is terminal, or as it is when ``timeout`` seconds have passed."""
+    async def wait(self, job_id: str, timeout: float | None, *, previews: bool = True) -> Job:
+        """The job as soon as it is terminal, or as it is when ``timeout`` seconds have passed.
+        ``previews``: keep latent previews coming for this job (A1111 /progress shows them)."""
         try:
             async with asyncio.timeout(timeout):
-                async for event in follow_job(self.events, job_id, self.store.get, poll_interval_s=1.0):
+                events = follow_job(self.events, job_id, self.store.get, poll_interval_s=1.0, previews=previews)
+                async for event in events:
                     if isinstance(event, JobStatusChange) and event.terminal:
                         return event.job
         except JobNotFound as exc:
@@ -149,7 +151,8 @@ class GatewayService:
         """Synchronous mode: the finished job, or an ApiException carrying the job (408 still running or
         timed out, 500 failed)."""
         job = await self.submit(request, idempotency_key=idempotency_key)
-        job = await self.wait(job.id, wait_s)
+        # A synchronous client sees only the finished job: no previews to compute for it.
+        job = await self.wait(job.id, wait_s, previews=False)
         if job.status == JobStatus.completed:
             return job
         if job.status == JobStatus.failed:
