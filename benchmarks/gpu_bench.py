@@ -29,8 +29,6 @@ from typing import Any
 
 from platform_util import Shape, latency, start_platform, throughput, wait_compiled
 
-CONFIGS = Path(__file__).resolve().parents[1] / "src" / "ablerefusal" / "worker" / "configs"
-
 
 @dataclass
 class Report:
@@ -68,65 +66,15 @@ class Budget:
 
 def build_pipeline(family: str, tiny: bool, device: str, dtype: Any) -> Any:
     """A full-size (or tiny) pipeline with random weights, built directly on the device."""
-    import torch
-
     if tiny:
         from ablerefusal.worker.tiny import build_tiny_pipeline
 
-        return build_tiny_pipeline(family).to(device=device, dtype=dtype)
+        pipe = build_tiny_pipeline(family).to(device=device, dtype=dtype)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+    from ablerefusal.worker.random_models import full_size_random_pipeline
 
-    from diffusers import (
-        AutoencoderKL,
-        EulerAncestralDiscreteScheduler,
-        StableDiffusionPipeline,
-        StableDiffusionXLPipeline,
-        UNet2DConditionModel,
-    )
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
-
-    from ablerefusal.worker.tiny import make_tokenizer
-
-    cfg = CONFIGS / family
-    work = Path(tempfile.mkdtemp(prefix="tok-"))
-    tokenizer = make_tokenizer(work)
-    ids = {
-        "bos_token_id": tokenizer.convert_tokens_to_ids("<|startoftext|>"),
-        "eos_token_id": tokenizer.convert_tokens_to_ids("<|endoftext|>"),
-        "pad_token_id": tokenizer.convert_tokens_to_ids("<|endoftext|>"),
-    }
-    with torch.device(device):
-        unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(cfg / "unet"))
-        vae = AutoencoderKL.from_config(AutoencoderKL.load_config(cfg / "vae"))
-        te_cfg = CLIPTextConfig.from_pretrained(cfg / "text_encoder", **ids)
-        text_encoder = CLIPTextModel(te_cfg)
-        scheduler = EulerAncestralDiscreteScheduler.from_config(
-            EulerAncestralDiscreteScheduler.load_config(cfg / "scheduler")
-        )
-        if family == "sd15":
-            pipe = StableDiffusionPipeline(
-                vae=vae,
-                text_encoder=text_encoder,
-                tokenizer=tokenizer,
-                unet=unet,
-                scheduler=scheduler,
-                safety_checker=None,
-                feature_extractor=None,
-                requires_safety_checker=False,
-            )
-        else:
-            te2_cfg = CLIPTextConfig.from_pretrained(cfg / "text_encoder_2", **ids)
-            pipe = StableDiffusionXLPipeline(
-                vae=vae,
-                text_encoder=text_encoder,
-                text_encoder_2=CLIPTextModelWithProjection(te2_cfg),
-                tokenizer=tokenizer,
-                tokenizer_2=tokenizer,
-                unet=unet,
-                scheduler=scheduler,
-            )
-    pipe.to(device=device, dtype=dtype)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return full_size_random_pipeline(family, device, dtype)
 
 
 def sync(device: str) -> None:

@@ -15,7 +15,6 @@ Needs only torch, diffusers, transformers and this package.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 import time
@@ -28,41 +27,19 @@ from ablerefusal.protocol import GenerateCall, GenerateItem, ModelFamily
 from ablerefusal.worker.engine.cache import PipelineCache
 from ablerefusal.worker.engine.devices import DeviceInfo, resolve_device
 from ablerefusal.worker.engine.images import encode_png
-from ablerefusal.worker.engine.loading import BUNDLED_CONFIGS, load_pipeline
+from ablerefusal.worker.engine.loading import load_pipeline
 from ablerefusal.worker.engine.registry import ModelRegistry
 from ablerefusal.worker.engine.runner import CallControl, MemoryDefaults, generate
 from ablerefusal.worker.engine.samplers import resolve_sampler
-from ablerefusal.worker.tiny import build_tiny_pipeline, make_tokenizer
+from ablerefusal.worker.random_models import full_size_random_pipeline
+from ablerefusal.worker.tiny import build_tiny_pipeline
 
 PROMPT = "a photograph of an astronaut riding a horse"
 
 
 def full_size_sd15(device: DeviceInfo) -> Any:
     """SD 1.5 at full size, random weights, straight from the bundled component configs."""
-    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    cfg = BUNDLED_CONFIGS / "sd15"
-
-    def load(name: str) -> dict[str, Any]:
-        return dict(json.loads((cfg / name).read_text()))
-
-    with tempfile.TemporaryDirectory() as tmp:
-        tokenizer = make_tokenizer(Path(tmp))  # offline byte-level vocab: token ids differ, shapes do not
-    with torch.device(device.device):
-        unet = UNet2DConditionModel.from_config(load("unet/config.json"))
-        vae = AutoencoderKL.from_config(load("vae/config.json"))
-        text_encoder = CLIPTextModel(CLIPTextConfig(**load("text_encoder/config.json")))
-    return StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        unet=unet,
-        scheduler=PNDMScheduler.from_config(load("scheduler/scheduler_config.json")),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    ).to(device.device, device.dtype)
+    return full_size_random_pipeline(ModelFamily.sd15, device.device, device.dtype)
 
 
 def sync(device: DeviceInfo) -> None:
