@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs benchmarks/gpu_bench.py on a CUDA machine that has torch but not our other dependencies: wheels for
-# Python 3.12 in .whl/ (see the device notes in the README) are installed into /tmp/site first.
+# Python 3.12 in .whl/ (see "GPU notes" in the README) are installed into /tmp/site first.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 if [ -d .whl ]; then
