@@ -131,3 +131,16 @@ def test_hub_ids_get_path_free_ids() -> None:
     assert set(entries) == {"stabilityai--stable-diffusion-xl-base-1.0", "org--sd15-x"}
     assert entries["stabilityai--stable-diffusion-xl-base-1.0"].family is ModelFamily.sdxl
     assert entries["org--sd15-x"].format.value == "hub"
+
+
+def test_refresh_rescans_only_when_the_models_dir_changed(tmp_path: Path, tiny_sd15_single_file: Path) -> None:
+    models = tmp_path / "models"
+    models.mkdir()
+    registry = ModelRegistry(models, [], allow_pickle=False)
+    assert registry.refresh() == {}
+    shutil.copy(tiny_sd15_single_file, models / "later.safetensors")
+    assert sorted(registry.refresh()) == ["later"]  # a model copied in is offered without a restart
+    first = registry.refresh()["later"]
+    assert registry.refresh()["later"] is first  # unchanged directory: the last scan's entry, not a new one
+    (models / "later.safetensors").unlink()
+    assert registry.refresh() == {}

@@ -417,7 +417,7 @@ class _Call:
                 await watcher
 
     def _running_jobs(self) -> list[Job]:
-        return [self.store.get(job.id) for job in self.jobs]
+        return self.store.get_many([job.id for job in self.jobs])
 
     async def _give_back(self) -> None:
         if self.live:

@@ -142,7 +142,7 @@ class WorkerService:
 
     # ---- reads -----------------------------------------------------------------------------------------
     def models(self) -> ModelList:
-        entries = self.registry.scan()
+        entries = self.registry.refresh()
         loaded = set(self.cache.loaded_ids()) if self.cache else set()
         return ModelList(models=[e.info(e.id in loaded) for e in entries.values()])
 

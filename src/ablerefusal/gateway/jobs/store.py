@@ -12,6 +12,7 @@ Operations:
 ============================  ==========================================================================
 ``submit``                    validate limits, resolve the seed, honour Idempotency-Key → ``Submitted``
 ``get`` / ``list_jobs``       one job / a newest-first page with a status filter and total
+``get_many``                  several jobs by id in one read (a coalesced call's jobs)
 ``queue_status``/``counts``   counts by status, running jobs, queued jobs in run order with positions
 ``has_claimable``             cheap read: is any queued job eligible now?
 ``claim``                     atomically take the head job (+ compatible ones when coalescing)
@@ -195,6 +196,12 @@ class JobStore:
         """The job with its results and queue position; ``JobNotFound`` if there is none."""
         with self._read() as conn:
             return self._get(conn, job_id)
+
+    def get_many(self, job_ids: Sequence[str]) -> list[Job]:
+        """The jobs that exist among ``job_ids``, in one read (a coalesced call's jobs)."""
+        with self._read() as conn:
+            rows = list(conn.execute(select(J).where(J.c.id.in_(list(job_ids)))).mappings())
+            return self._to_jobs(conn, rows)
 
     def list_jobs(self, *, status: JobStatus | None = None, offset: int = 0, limit: int = 50) -> JobPage:
         """Jobs newest first, optionally only one status; ``total`` counts every match."""

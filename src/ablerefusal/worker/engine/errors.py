@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ablerefusal.protocol import ErrorBody, ErrorCode, ErrorDetail
+from ablerefusal.protocol import RETRYABLE_CODES, ErrorBody, ErrorCode, ErrorDetail
 
 
 class WorkerError(Exception):
@@ -28,7 +28,7 @@ class WorkerError(Exception):
         return ErrorBody(
             code=self.code,
             message=self.message,
-            retryable=self.code in {ErrorCode.out_of_memory, ErrorCode.busy} or self.status == 503,
+            retryable=self.code in RETRYABLE_CODES or self.status == 503,
             details=self.details,
             available=self.available,
         )

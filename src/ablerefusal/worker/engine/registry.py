@@ -115,11 +115,40 @@ class ModelRegistry:
         self.allow_pickle = allow_pickle
         self._lock = threading.Lock()
         self._scan = _Scan()
+        self._scanned_listing: tuple[tuple[str, int, int], ...] | None = None
         self._hashes: dict[tuple[Path, int, int], str] = {}
+
+    def _listing(self) -> tuple[tuple[str, int, int], ...]:
+        """Names, sizes and mtimes two levels down: a model added, removed, replaced or still being copied
+        (a component folder gaining its weights) changes it; reading it costs only stats."""
+        root = self.models_dir
+        if not root.is_dir():
+            return ()
+        out: list[tuple[str, int, int]] = []
+        for child in root.iterdir():
+            try:
+                paths = [child, *child.iterdir()] if child.is_dir() else [child]
+            except OSError:  # unreadable folder: scan() reports it; its own entry still counts
+                paths = [child]
+            for path in paths:
+                try:
+                    st = path.stat()
+                except OSError:  # removed meanwhile: the next listing differs anyway
+                    continue
+                out.append((str(path.relative_to(root)), st.st_size, st.st_mtime_ns))
+        return tuple(sorted(out))
+
+    def refresh(self) -> dict[str, ModelEntry]:
+        """The entries, rescanning only when the models directory changed since the last scan: the gateway
+        asks for /v1/models every probe, and a scan reads every checkpoint's header."""
+        if self._listing() != self._scanned_listing:
+            return self.scan()
+        return self.entries()
 
     def scan(self) -> dict[str, ModelEntry]:
         """Rescan the models directory (cheap: headers and configs only)."""
         scan = _Scan()
+        listing = self._listing()
         root = self.models_dir.resolve()
         if root.is_dir():
             children = sorted(root.iterdir(), key=lambda p: (p.is_file(), p.name))
@@ -133,6 +162,7 @@ class ModelRegistry:
             )
         with self._lock:
             self._scan = scan
+            self._scanned_listing = listing
         return scan.entries
 
     def _scan_one(self, child: Path, root: Path, scan: _Scan) -> None:
