@@ -5,7 +5,7 @@ worker), with the tiny model, plus submit/status request throughput on loopback.
 
 Starts one worker and one gateway (pointing at that worker with --worker-url, so both paths use the very
 same warm process) in a temp dir; prints the figures; stops both. Jobs run one at a time on both paths
-(coalescing off) so the ratio measures the gateway, not batching.
+(coalescing off) so the ratio measures the gateway, not batching; the two paths alternate job by job.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import argparse
 import os
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -123,17 +124,25 @@ def main() -> None:
             # Warm-up on both paths: pipeline load and first-call costs are not what we measure.
             direct_job(client, worker_url, model, args.steps, args.size, 0)
             gateway_job(client, gateway_url, args.steps, args.size, 0)
-            t0 = time.perf_counter()
+            # Interleaved (direct, gateway, gateway, direct, …) so that a slow spell of the machine lands on
+            # both paths alike instead of on whichever ran second.
+            direct: list[float] = []
+            through: list[float] = []
             for i in range(args.jobs):
-                direct_job(client, worker_url, model, args.steps, args.size, i + 1)
-            direct_s = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            for i in range(args.jobs):
-                gateway_job(client, gateway_url, args.steps, args.size, i + 1)
-            gateway_s = time.perf_counter() - t0
-        print(f"jobs={args.jobs} steps={args.steps} size={args.size}x{args.size}")
+                order = [(direct, True), (through, False)]
+                for times, is_direct in order if i % 2 == 0 else order[::-1]:
+                    t0 = time.perf_counter()
+                    if is_direct:
+                        direct_job(client, worker_url, model, args.steps, args.size, i + 1)
+                    else:
+                        gateway_job(client, gateway_url, args.steps, args.size, i + 1)
+                    times.append(time.perf_counter() - t0)
+        direct_s, gateway_s = sum(direct), sum(through)
+        d_med, g_med = statistics.median(direct), statistics.median(through)
+        print(f"jobs={args.jobs} steps={args.steps} size={args.size}x{args.size} (interleaved)")
         print(f"direct to worker: {direct_s:.2f}s  through gateway: {gateway_s:.2f}s")
-        print(f"overhead ratio (gateway/direct): {gateway_s / direct_s:.3f}")
+        print(f"median per job: direct {1000 * d_med:.1f} ms, through gateway {1000 * g_med:.1f} ms")
+        print(f"overhead ratio (gateway/direct): {gateway_s / direct_s:.3f} (of medians: {g_med / d_med:.3f})")
         # Throughput is measured with the worker stopped, so the queue-only gateway answers alone.
         worker.send_signal(signal.SIGTERM)
         worker.wait(30)

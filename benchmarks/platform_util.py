@@ -56,6 +56,7 @@ def start_platform(
     coalesce: bool,
     tag: str,
     compile_shapes: list[str] | None = None,
+    preload: list[str] | None = None,
     gather_ms: float = 5.0,
     max_batch: int = 4,
     start_timeout: float = 180,
@@ -69,6 +70,8 @@ def start_platform(
     extra = ["--compile"] if compile_shapes else []
     for shape in compile_shapes or []:
         extra += ["--compile-shape", shape]
+    for model in preload or []:  # loaded before ready, so no first job pays for reading the weights
+        extra += ["--preload", model]
     env["ABLEREFUSAL_WORKERS__EXTRA_ARGS"] = json.dumps(extra)
     env.update(extra_env or {})
     log = work / f"platform-{tag}.log"

@@ -130,6 +130,15 @@ class ImageEvent(_Wire):
     metadata: dict[str, object] = Field(default_factory=dict, description="Our JSON metadata, also in the PNG.")
 
 
+class GeneratedEvent(_Wire):
+    """The pipeline call is over and the device is free again; the images (still being encoded) and
+    ``done`` follow. A gateway may send this worker its next call as soon as it reads this."""
+
+    type: Literal["generated"] = "generated"
+    call_id: str
+    generate_s: float = Field(..., description="Denoising and VAE decode of this call.")
+
+
 class ItemCancelledEvent(_Wire):
     type: Literal["item_cancelled"] = "item_cancelled"
     call_id: str
@@ -152,7 +161,7 @@ class ErrorEvent(_Wire):
 
 
 WorkerEvent = Annotated[
-    StartedEvent | ProgressEvent | ImageEvent | ItemCancelledEvent | DoneEvent | ErrorEvent,
+    StartedEvent | ProgressEvent | GeneratedEvent | ImageEvent | ItemCancelledEvent | DoneEvent | ErrorEvent,
     Field(discriminator="type"),
 ]
 worker_event_adapter: TypeAdapter[WorkerEvent] = TypeAdapter(WorkerEvent)

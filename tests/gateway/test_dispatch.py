@@ -7,6 +7,8 @@ its own SQLite store and output folder.
 from __future__ import annotations
 
 import asyncio
+import base64
+import io
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -24,7 +26,7 @@ from ablerefusal.gateway.jobs import ClaimedJob, JobStore
 from ablerefusal.gateway.schemas import TERMINAL_STATUSES, GenerateRequest, Job, JobStatus
 from ablerefusal.gateway.settings import Settings
 from ablerefusal.gateway.workers.client import WorkerClient, WorkerError, WorkerUnreachable
-from ablerefusal.protocol import SEED_MAX, ErrorCode, GenerateCall, GenerateItem
+from ablerefusal.protocol import SEED_MAX, ErrorCode, ErrorEvent, GenerateCall, GenerateItem, ImageEvent
 from procs import free_port, worker_proc
 
 MODEL = "tiny-sd15"
@@ -229,6 +231,25 @@ def test_call_building_seeds_and_memory_options(tmp_path: Path) -> None:
     assert [i.seeds for i in call.items] == [[SEED_MAX - 1, SEED_MAX, 0], [4]]
     assert call.memory == MEMORY_SAVING and call.model == MODEL and not call.previews
     assert item_seeds(7, 2) == [7, 8]
+    rig.store.close()
+
+
+async def test_a_job_that_ends_right_after_an_image_keeps_it(tmp_path: Path) -> None:
+    # Images are written beside the stream; the item's error, read at once, must wait for that write.
+    rig = Rig(tmp_path, "http://127.0.0.1:1")
+    job_id = rig.submit(req(batch_size=2))
+    [claim] = rig.store.claim("w0")
+    call = _Call(rig.dispatcher, rig.handle, WorkerClient(rig.handle.url), [claim])
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(buffer, format="PNG")
+    png = base64.b64encode(buffer.getvalue()).decode()
+    image = ImageEvent(call_id=call.call_id, job_id=job_id, index=0, seed=7, png_base64=png, infotext="x")
+    await call._on_event(image, MODEL)
+    failure = ErrorEvent(call_id=call.call_id, job_id=job_id, code=ErrorCode.internal, message="boom")
+    await call._on_event(failure, MODEL)
+    job = rig.store.get(job_id)
+    assert job.status == JobStatus.failed and [r.index for r in job.results] == [0]
+    assert [p.tolist() for p in rig.pixels(job)] == [np.full((8, 8, 3), (200, 10, 10)).tolist()]
     rig.store.close()
 
 

@@ -1,14 +1,18 @@
-"""Cancel a whole call mid-generation, drop one item of a multi-item call, and refuse a concurrent call."""
+"""Cancel a whole call mid-generation, drop one item of a multi-item call, refuse a concurrent call, and run the
+next call while the last one's images are encoded."""
 
 from __future__ import annotations
 
 import threading
+from collections import defaultdict
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from worker_helpers import call_body, images, run_call
 
 from ablerefusal.protocol import WorkerEvent, parse_event
+from ablerefusal.worker.service import WorkerService
 
 LONG = 150  # steps: long enough on the tiny model to act while it runs
 
@@ -21,6 +25,7 @@ class Streamer(threading.Thread):
         self.client, self.body = client, body
         self.events: list[WorkerEvent] = []
         self.progressed = threading.Event()
+        self.seen: defaultdict[str, threading.Event] = defaultdict(threading.Event)
         self.status: int | None = None
 
     def run(self) -> None:
@@ -30,6 +35,7 @@ class Streamer(threading.Thread):
                 if line:
                     event = parse_event(line)
                     self.events.append(event)
+                    self.seen[event.type].set()
                     if event.type == "progress":
                         self.progressed.set()
         self.progressed.set()
@@ -110,3 +116,33 @@ def test_cancel_unknown_call_and_foreign_job(worker_client: TestClient) -> None:
     finally:
         worker_client.post("/v1/generate/mine/cancel", json={})
         streamer.join(120)
+
+
+def test_next_call_runs_while_the_last_ones_images_are_encoded(
+    worker_client: TestClient, worker_service: WorkerService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first call's PNG encoding is held until the second call is over: that second call can only run if
+    # `generated` comes once the device is free, before the first call's images.
+    release = threading.Event()
+    encode = worker_service._encode
+
+    def held(control: Any, *args: Any) -> None:
+        if control.call_id == "first":
+            assert release.wait(120)
+        encode(control, *args)
+
+    monkeypatch.setattr(worker_service, "_encode", held)
+    first = Streamer(worker_client, call_body(call_id="first"))
+    first.start()
+    try:
+        assert first.seen["generated"].wait(120)
+        second = run_call(
+            worker_client, call_body(call_id="second", items=[{"job_id": "b", "prompt": "x", "seeds": [1]}])
+        )
+        assert [e.type for e in second][-2:] == ["image", "done"]
+        assert not images(first.events)  # still encoding: held
+    finally:
+        release.set()
+        first.join(120)
+    kinds = [e.type for e in first.events]
+    assert kinds.index("generated") < kinds.index("image") and kinds[-1] == "done"

@@ -27,6 +27,8 @@ def test_each_family_and_format_generates_a_batched_call(worker_client: TestClie
     kinds = [e.type for e in events]
     assert kinds[0] == "started" and kinds[-1] == "done"
     assert kinds.count("progress") == 2
+    # The device is announced free once, after the last step and before the (encoded) images.
+    assert kinds.count("generated") == 1 and kinds.index("progress") < kinds.index("generated") < kinds.index("image")
     got = images(events)
     assert sorted(got) == [("a", 0), ("a", 1), ("b", 0)]
     assert [got[k].seed for k in sorted(got)] == [7, 8, 100]

@@ -9,8 +9,9 @@ follows its event stream:
 * ``progress`` → SSE subscribers at every step, and the store (step/total, preview) at most every
   ``PROGRESS_WRITE_S`` without holding up the stream; a cancel taken by this gateway stops the job's item
   on the worker at once (within one step), one taken by another gateway within a watcher tick;
-* ``image`` → PNG written atomically to ``<output_dir>/<job_id>/<index>.png``, then recorded;
-* ``done`` → each job of the call completed.
+* ``image`` → PNG written atomically to ``<output_dir>/<job_id>/<index>.png``, then recorded, while the
+  stream is read on (a job that ends first waits for its images);
+* ``done`` → once the images are recorded, each job of the call completed in one transaction.
 
 While a call runs, a watcher renews its leases, stops items whose deadline passed (→ timed_out with the
 images they have) or whose cancel was requested (→ cancelled); the other items continue. Retryable
@@ -46,6 +47,7 @@ from ablerefusal.protocol import (
     ErrorCode,
     ErrorEvent,
     GenerateCall,
+    GeneratedEvent,
     GenerateItem,
     ImageEvent,
     ItemCancelledEvent,
@@ -143,6 +145,8 @@ class Dispatcher:
         # Small follow-up tasks (cancels found by progress writes) kept referenced until they finish.
         self._tasks_aux: set[asyncio.Future[None]] = set()
         self._wake = asyncio.Event()
+        # Set by notify(): a job was just submitted here, so the next round need not ask the store first.
+        self._submitted = False
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
 
@@ -174,6 +178,7 @@ class Dispatcher:
 
     def notify(self) -> None:
         """Wake the dispatcher now (after a submit) instead of at its next poll."""
+        self._submitted = True
         self._wake.set()
 
     async def cancel(self, job_id: str) -> Job:
@@ -245,7 +250,10 @@ class Dispatcher:
 
     async def _fill_workers(self) -> None:
         idle = [w for w in self._workers_now() if self._free_slots(w) > 0]
-        if not idle or not await asyncio.to_thread(self.store.has_claimable):
+        if not idle:
+            return
+        submitted, self._submitted = self._submitted, False
+        if not submitted and not await asyncio.to_thread(self.store.has_claimable):
             return
         q = self.settings.queue
         if q.coalesce and q.gather_window_ms > 0:
@@ -339,7 +347,11 @@ class _Call:
         self._lock = asyncio.Lock()
         self._slot_freed = False
         self._progress_write: asyncio.Future[set[str]] | None = None
-        self._progress_written_at = 0.0
+        # Images being written (file, then row) while the stream goes on; `done` waits for them.
+        self._saves: list[asyncio.Future[None]] = []
+        # The first store write waits PROGRESS_WRITE_S too: a job shorter than that needs none (this
+        # gateway's subscribers get every step from the hub).
+        self._progress_written_at = time.monotonic()
 
     def free_slot(self) -> None:
         """The worker is done with this call: let the dispatcher send it the next one. Called as soon as
@@ -388,9 +400,10 @@ class _Call:
             return
         stream = asyncio.create_task(self._consume(self.build(model), model))
         watcher = asyncio.create_task(self._watch(stream))
-        # After the call is on its way: these reads must not delay the worker.
-        for job in await asyncio.to_thread(self._running_jobs):
-            self.d.events.publish_job(job)
+        # The claim's own snapshots: announcing "running" costs no store read.
+        for claimed in self.jobs:
+            if claimed.job is not None:
+                self.d.events.publish_job(claimed.job)
         try:
             await stream
         except asyncio.CancelledError:
@@ -415,9 +428,12 @@ class _Call:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
-
-    def _running_jobs(self) -> list[Job]:
-        return self.store.get_many([job.id for job in self.jobs])
+            # A call that ended without `done` may still be writing images; their rows are guarded by
+            # the attempt, so whatever happened to the jobs meanwhile, only the outcome needs logging.
+            try:
+                await asyncio.shield(self._saved())
+            except Exception:
+                log.exception("call %s: writing an image failed", self.call_id)
 
     async def _give_back(self) -> None:
         if self.live:
@@ -431,7 +447,10 @@ class _Call:
 
     async def _consume(self, call: GenerateCall, model: str) -> None:
         async for event in self.client.generate(call):
-            if isinstance(event, DoneEvent) or (isinstance(event, ErrorEvent) and event.job_id is None):
+            # `generated`: the device is free while this call's images are still being encoded, so the
+            # next call goes out now and the GPU does not wait for PNGs.
+            call_over = isinstance(event, ErrorEvent) and event.job_id is None
+            if call_over or isinstance(event, GeneratedEvent | DoneEvent):
                 self.free_slot()
             await self._on_event(event, model)
 
@@ -494,11 +513,29 @@ class _Call:
         job = self.live.get(event.job_id)
         if job is None:
             return  # stopped meanwhile: its images are not wanted
-        result = await asyncio.to_thread(self._save_image, event, job.attempt)
+        # Not awaited here: the next event (often `done`) is read while the file and row are written.
+        self._saves.append(asyncio.ensure_future(self._save(event, job.attempt)))
+
+    async def _save(self, event: ImageEvent, attempt: int) -> None:
+        result = await asyncio.to_thread(self._save_image, event, attempt)
         if result is None:
             return
         self.images[event.job_id].add(event.index)
         self.d.events.publish(JobImage(job_id=event.job_id, result=result))
+
+    async def _settle(self) -> None:
+        """Let the image writes in flight end first, so a job that ends now keeps the images it made
+        (a failure is raised later, by ``_saved``)."""
+        if self._saves:
+            await asyncio.gather(*self._saves, return_exceptions=True)
+
+    async def _saved(self) -> None:
+        """Wait for the image writes started so far; the first failure is raised (after all ended)."""
+        saves, self._saves = self._saves, []
+        outcomes = await asyncio.gather(*saves, return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     def _save_image(self, event: ImageEvent, attempt: int) -> JobResult | None:
         # File first, then the row: a crash in between leaves a file a retry overwrites, never a result
@@ -529,6 +566,7 @@ class _Call:
         await self._fail_live(exc)
 
     async def _on_done(self) -> None:
+        await self._saved()
         complete = []
         for job in list(self.live.values()):
             got = len(self.images[job.id])
@@ -554,6 +592,7 @@ class _Call:
 
     async def _end(self, job_id: str, exc: WorkerError) -> None:
         """A failure of one job: requeue when retryable, else failed."""
+        await self._settle()
         job = self.live.pop(job_id, None)
         if job is None:
             return
@@ -576,6 +615,7 @@ class _Call:
         """Stop one job of this call (cancelled or timed_out): record it, then tell the worker to drop
         the item — or stop the whole call when it was the last live one."""
         async with self._lock:
+            await self._settle()
             job = self.live.pop(job_id, None)
             if job is None:
                 return

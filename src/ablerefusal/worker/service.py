@@ -25,6 +25,7 @@ from ablerefusal.protocol import (
     ErrorCode,
     ErrorEvent,
     GenerateCall,
+    GeneratedEvent,
     ImageEvent,
     ItemCancelledEvent,
     ModelList,
@@ -307,6 +308,9 @@ class WorkerService:
         finally:
             self._device_lock.release()
         if images is not None:
+            # Said after the lock is free: a gateway that sends its next call on reading this finds the
+            # device idle (no 409), and that call runs while these images are encoded.
+            control.emit(GeneratedEvent(call_id=control.call_id, generate_s=timing.generate_s))
             self._encoder.submit(self._encode, control, call, entry, sampler, images, timing)
 
     def _release_memory(self) -> None:

@@ -47,6 +47,28 @@ def test_priority_then_fifo(store: JobStore) -> None:
     assert store.claim("w") == []
 
 
+def test_submit_answer_is_what_a_read_returns(store: JobStore) -> None:
+    # submit builds its answer from the inserted row and one count instead of reading the job back.
+    for priority in (0, 0, 3, -2, 3, 0):
+        answered = store.submit(req(priority=priority)).job
+        assert answered.queue_position == store.get(answered.id).queue_position
+        assert answered == store.get(answered.id).model_copy(update={"queue_position": answered.queue_position})
+    assert [j.queue_position for j in store.queue_status().queued] == [1, 2, 3, 4, 5, 6]
+
+
+def test_claim_snapshot_is_the_running_job(store: JobStore, clock: FakeClock) -> None:
+    job_id = store.submit(req(batch_size=2)).job.id
+    first = store.claim("w")[0]
+    assert first.job == store.get(job_id) and first.job.status == JobStatus.running and first.job.attempts == 1
+    store.add_result(job_id, 0, f"{job_id}/0.png", 10, {}, "a", attempt=first.attempt)
+    store.retry(job_id, JobError(code="worker_unreachable", message="gone"), attempt=first.attempt)
+    clock.advance(120)
+    second = store.claim("w2")[0]
+    # The retry's snapshot carries the image the first attempt recorded, as a read would.
+    assert second.job == store.get(job_id)
+    assert second.job.worker_id == "w2" and [r.index for r in second.job.results] == [0]
+
+
 def test_idempotency_key(store: JobStore) -> None:
     first = store.submit(req(prompt="x"), idempotency_key="k1")
     again = store.submit(req(prompt="x"), idempotency_key="k1")

@@ -12,7 +12,6 @@ Operations:
 ============================  ==========================================================================
 ``submit``                    validate limits, resolve the seed, honour Idempotency-Key → ``Submitted``
 ``get`` / ``list_jobs``       one job / a newest-first page with a status filter and total
-``get_many``                  several jobs by id in one read (a coalesced call's jobs)
 ``queue_status``/``counts``   counts by status, running jobs, queued jobs in run order with positions
 ``has_claimable``             cheap read: is any queued job eligible now?
 ``claim``                     atomically take the head job (+ compatible ones when coalescing)
@@ -40,7 +39,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, and_, delete, func, insert, or_, select, text, update
@@ -93,6 +92,8 @@ class ClaimedJob:
     request: GenerateRequest
     deadline_at: float
     memory_saving: bool
+    # The job as it stood when claimed (running), for the status event: no read-back needed.
+    job: Job | None = field(default=None, compare=False, hash=False)
 
 
 def request_hash(request: GenerateRequest) -> str:
@@ -197,12 +198,6 @@ class JobStore:
         with self._read() as conn:
             return self._get(conn, job_id)
 
-    def get_many(self, job_ids: Sequence[str]) -> list[Job]:
-        """The jobs that exist among ``job_ids``, in one read (a coalesced call's jobs)."""
-        with self._read() as conn:
-            rows = list(conn.execute(select(J).where(J.c.id.in_(list(job_ids)))).mappings())
-            return self._to_jobs(conn, rows)
-
     def list_jobs(self, *, status: JobStatus | None = None, offset: int = 0, limit: int = 50) -> JobPage:
         """Jobs newest first, optionally only one status; ``total`` counts every match."""
         if offset < 0:
@@ -288,9 +283,13 @@ class JobStore:
                 conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SUBMIT_LOCK_KEY})
             if key is not None and (found := self._replay(conn, key, body_hash)) is not None:
                 return found
-            queued = conn.execute(
-                select(func.count()).select_from(J).where(J.c.status == JobStatus.queued.value)
-            ).scalar_one()
+            # The queue length for the limit, and the jobs that will run before this one (same or higher
+            # priority: it is the newest) for its position, in one read.
+            queued, ahead = conn.execute(
+                select(func.count(), func.count().filter(J.c.priority >= request.priority))
+                .select_from(J)
+                .where(J.c.status == JobStatus.queued.value)
+            ).one()
             if queued >= self.settings.max_queue_length:
                 raise QueueFull(int(queued), self.settings.max_queue_length, self.settings.retry_after_s)
             seed = request.seed
@@ -300,33 +299,39 @@ class JobStore:
             timeout = self.settings.default_timeout_s
             if request.timeout_s is not None:
                 timeout = min(timeout, request.timeout_s)
-            job_id = str(uuid.uuid4())
-            conn.execute(
-                insert(J).values(
-                    id=job_id,
-                    status=JobStatus.queued.value,
-                    priority=request.priority,
-                    model=request.model,
-                    width=request.width,
-                    height=request.height,
-                    steps=request.steps,
-                    sampler=request.sampler,
-                    cfg_scale=request.cfg_scale,
-                    batch_size=request.batch_size,
-                    request=stored.model_dump(mode="json"),
-                    request_hash=body_hash,
-                    idempotency_key=key,
-                    created_at=now,
-                    deadline_at=now + timeout,
-                    not_before=now,
-                    attempts=0,
-                    step=0,
-                    total_steps=request.steps,
-                    cancel_requested=False,
-                    memory_saving=False,
+            row = (
+                conn.execute(
+                    insert(J)
+                    .values(
+                        id=str(uuid.uuid4()),
+                        status=JobStatus.queued.value,
+                        priority=request.priority,
+                        model=request.model,
+                        width=request.width,
+                        height=request.height,
+                        steps=request.steps,
+                        sampler=request.sampler,
+                        cfg_scale=request.cfg_scale,
+                        batch_size=request.batch_size,
+                        request=stored.model_dump(mode="json"),
+                        request_hash=body_hash,
+                        idempotency_key=key,
+                        created_at=now,
+                        deadline_at=now + timeout,
+                        not_before=now,
+                        attempts=0,
+                        step=0,
+                        total_steps=request.steps,
+                        cancel_requested=False,
+                        memory_saving=False,
+                    )
+                    .returning(*J.c)
                 )
+                .mappings()
+                .one()
             )
-            return Submitted(self._get(conn, job_id), created=True)
+            # A new job has no results yet: what was inserted is the whole job.
+            return Submitted(job_from_row(row, [], int(ahead) + 1), created=True)
 
     # -- claiming ------------------------------------------------------------------------------------
 
@@ -399,33 +404,41 @@ class JobStore:
                 now=now,
                 max_skip_s=self.settings.max_priority_skip_s,
             )
-            claimed: list[ClaimedJob] = []
+            taken_rows: list[Row] = []
             for cand in chosen:
-                taken = conn.execute(
-                    update(J)
-                    .where(J.c.id == cand.id, J.c.status == JobStatus.queued.value)
-                    .values(
-                        status=JobStatus.running.value,
-                        worker_id=worker_id,
-                        attempts=J.c.attempts + 1,
-                        started_at=now,
-                        lease_until=now + self.settings.lease_s,
-                        step=0,
-                        preview=None,
-                    )
-                    .returning(J.c.attempts, J.c.request, J.c.deadline_at, J.c.memory_saving)
-                ).first()
-                if taken is not None:
-                    claimed.append(
-                        ClaimedJob(
-                            id=cand.id,
-                            attempt=int(taken.attempts),
-                            request=GenerateRequest.model_validate(taken.request),
-                            deadline_at=float(taken.deadline_at),
-                            memory_saving=bool(taken.memory_saving),
+                taken = (
+                    conn.execute(
+                        update(J)
+                        .where(J.c.id == cand.id, J.c.status == JobStatus.queued.value)
+                        .values(
+                            status=JobStatus.running.value,
+                            worker_id=worker_id,
+                            attempts=J.c.attempts + 1,
+                            started_at=now,
+                            lease_until=now + self.settings.lease_s,
+                            step=0,
+                            preview=None,
                         )
+                        .returning(*J.c)
                     )
-            return claimed
+                    .mappings()
+                    .first()
+                )
+                if taken is not None:
+                    taken_rows.append(taken)
+            # A retried job keeps the images its earlier attempt recorded: one read for all of them.
+            jobs = self._to_jobs(conn, taken_rows)
+            return [
+                ClaimedJob(
+                    id=job.id,
+                    attempt=job.attempts,
+                    request=job.request,
+                    deadline_at=float(row["deadline_at"]),
+                    memory_saving=bool(row["memory_saving"]),
+                    job=job,
+                )
+                for row, job in zip(taken_rows, jobs, strict=True)
+            ]
 
     # -- while running -------------------------------------------------------------------------------
 

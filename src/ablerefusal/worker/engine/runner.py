@@ -18,6 +18,7 @@ from ablerefusal.protocol import GenerateCall, MemoryOptions, ModelFamily, Progr
 from ablerefusal.worker.engine.cache import Resident
 from ablerefusal.worker.engine.devices import DeviceInfo
 from ablerefusal.worker.engine.errors import CallCancelledError
+from ablerefusal.worker.engine.noise import route_noise
 from ablerefusal.worker.engine.previews import latent_preview
 from ablerefusal.worker.engine.samplers import Sampler, build_scheduler
 
@@ -137,6 +138,8 @@ def generate(
     apply_memory(resident, call, defaults, device)
     # 4. One CPU generator per image, so image i of seed S is the single image of seed S (any batch, any device).
     generators = [torch.Generator(device="cpu").manual_seed(r.seed) for r in rows]
+    if device.is_cuda:
+        route_noise(pipe, pipe.scheduler)  # the same draws, copied to the GPU without a per-step stall
 
     def on_step_end(p: Any, i: int, t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
         if control.cancelled.is_set():
