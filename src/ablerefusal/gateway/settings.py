@@ -74,7 +74,12 @@ class WorkersSettings(BaseModel):
     local: int = Field(1, ge=0, description="Local worker processes to spawn and supervise.")
     urls: list[str] = Field(default_factory=list, description="Remote worker base URLs.")
     base_port: int = Field(8001, ge=1, le=65535, description="Port of the first local worker.")
-    max_concurrent: int = Field(1, ge=1, description="Generation calls in flight per worker.")
+    max_concurrent: int = Field(
+        1,
+        ge=1,
+        description="Generation calls per worker still using its device (a call whose images are only being "
+        "encoded, after the worker's `generated` event, no longer counts).",
+    )
     probe_interval_s: float = Field(2.0, gt=0, description="Health probe interval.")
     restart_backoff_s: float = Field(1.0, gt=0, description="First restart delay of a crashed local worker.")
     restart_backoff_max_s: float = Field(30.0, gt=0, description="Largest restart delay.")
