@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,26 +25,7 @@ from pathlib import Path
 import httpx
 
 from ablerefusal.protocol import GenerateCall, GenerateItem, parse_event
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_ok(url: str, proc: subprocess.Popen[bytes], timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"process exited while waiting for {url}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"timed out waiting for {url}")
+from platform_util import free_port, wait_ready
 
 
 def direct_job(client: httpx.Client, worker: str, model: str, steps: int, size: int, seed: int) -> None:
@@ -117,8 +97,8 @@ def main() -> None:
         tmp / "gateway.log", env,
     )  # fmt: skip
     try:
-        wait_ok(f"{worker_url}/v1/ready", worker)
-        wait_ok(f"{gateway_url}/api/v1/ready", gateway)
+        wait_ready(f"{worker_url}/v1/ready", worker, tmp / "worker.log", 180)
+        wait_ready(f"{gateway_url}/api/v1/ready", gateway, tmp / "gateway.log", 180)
         with httpx.Client(timeout=600) as client:
             model = client.get(f"{worker_url}/v1/models").json()["models"][0]["id"]
             # Warm-up on both paths: pipeline load and first-call costs are not what we measure.

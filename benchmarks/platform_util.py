@@ -84,20 +84,28 @@ def start_platform(
         "--device", device,
     ]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + start_timeout
+    platform = Platform(f"http://127.0.0.1:{port}", proc, log)
+    try:
+        wait_ready(f"{platform.url}/api/v1/ready", proc, log, start_timeout)
+    except RuntimeError:
+        platform.stop()
+        raise
+    return platform
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
+    """Poll ``url`` until it answers 200; RuntimeError with the log's tail if the process exits or time runs out."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"gateway exited {proc.returncode}; log:\n{log.read_text()[-3000:]}")
+            raise RuntimeError(f"process exited {proc.returncode} waiting for {url}; log:\n{log.read_text()[-3000:]}")
         try:
-            r = httpx.get(f"{url}/api/v1/ready", timeout=2)
-            if r.status_code == 200:
-                return Platform(url, proc, log)
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
         except httpx.HTTPError:
             pass
-        time.sleep(0.5)
-    Platform(url, proc, log).stop()
-    raise RuntimeError(f"gateway not ready in {start_timeout}s; log:\n{log.read_text()[-3000:]}")
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} not ready in {timeout}s; log:\n{log.read_text()[-3000:]}")
 
 
 def wait_compiled(platform: Platform, want: int, timeout: float) -> float:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,11 +22,7 @@ from pathlib import Path
 import httpx
 import torch
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from platform_util import free_port, wait_ready
 
 
 def start_worker(models: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -37,17 +32,8 @@ def start_worker(models: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]
             "--log-level", "warning"]  # fmt: skip
     proc = subprocess.Popen(args, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(log.read_text())
-        try:
-            if httpx.get(url + "/v1/ready", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(log.read_text())
+    wait_ready(url + "/v1/ready", proc, log, 300)
+    return proc, url
 
 
 def main() -> None:

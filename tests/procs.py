@@ -41,7 +41,7 @@ class Proc:
         self.url = f"http://127.0.0.1:{port}"
         self.log_path = log_path
         self.ready_path = ready_path
-        self.env = {**os.environ, **(env or {})}
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.cwd = cwd
         self.popen: subprocess.Popen[bytes] | None = None
 
@@ -76,6 +76,12 @@ class Proc:
                 self.popen.kill()
                 self.popen.wait()
         return self.popen.returncode
+
+    def kill9(self) -> None:
+        """SIGKILL: a crash, with no chance to clean up."""
+        assert self.popen is not None
+        self.popen.send_signal(signal.SIGKILL)
+        self.popen.wait(30)
 
     def log_tail(self, chars: int = 4000) -> str:
         try:

@@ -6,59 +6,18 @@ Each process logs to a file in its tmp dir (shown when a test fails to start it)
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from procs import Proc, free_port
+
 START_TIMEOUT_S = 120.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class Proc:
-    """A child process started by a test, stopped by it."""
-
-    argv: list[str]
-    log_path: Path
-    env: dict[str, str] = field(default_factory=dict)
-    popen: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
-        self.popen = subprocess.Popen(self.argv, stdout=self._log, stderr=subprocess.STDOUT, env=env)
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:]
-
-    def kill9(self) -> None:
-        assert self.popen is not None
-        self.popen.send_signal(signal.SIGKILL)
-        self.popen.wait(30)
-
-    def stop(self) -> None:
-        if self.popen is not None and self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(30)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(10)
-        self._log.close()
 
 
 @dataclass
@@ -90,9 +49,9 @@ class Gateway:
         ]  # fmt: skip
 
     def start(self, *, wait_ready: bool = True) -> None:
-        self.proc = Proc(self.argv(), self.root / "gateway.log", self.env)
-        self.proc.start()
-        wait_until(lambda: _answers(f"{self.url}/api/v1/health"), self.proc, "gateway health")
+        log_path = self.root / "gateway.log"
+        self.proc = Proc(self.argv(), port=self.port, log_path=log_path, env=self.env, ready_path="/api/v1/health")
+        self.proc.start(START_TIMEOUT_S)
         if wait_ready:
             wait_until(lambda: _answers(f"{self.url}/api/v1/ready"), self.proc, "a ready worker")
 
@@ -101,7 +60,7 @@ class Gateway:
 
     def stop(self) -> None:
         if self.proc is not None:
-            self.proc.stop()
+            self.proc.stop(grace=30)  # a gateway drains its calls first
 
 
 def _answers(url: str) -> bool:
@@ -117,9 +76,9 @@ def wait_until(check: Any, proc: Proc | None, what: str, timeout: float = START_
         if check():
             return
         if proc is not None and proc.popen is not None and proc.popen.poll() is not None:
-            pytest.fail(f"process exited ({proc.popen.returncode}) waiting for {what}:\n{proc.log_text()}")
+            pytest.fail(f"process exited ({proc.popen.returncode}) waiting for {what}:\n{proc.log_tail()}")
         time.sleep(0.1)
-    pytest.fail(f"timed out waiting for {what}" + (f":\n{proc.log_text()}" if proc else ""))
+    pytest.fail(f"timed out waiting for {what}" + (f":\n{proc.log_tail()}" if proc else ""))
 
 
 def wait_job(client: httpx.Client, job_id: str, timeout: float = 120.0) -> dict[str, Any]:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import re
 import signal
-import sys
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from gateway_procs import Gateway, Proc, free_port, wait_job, wait_until
+from gateway_procs import Gateway, wait_job, wait_until
+
+from procs import worker_proc
 
 pytestmark = pytest.mark.integration
 
@@ -77,27 +78,10 @@ def test_worker_kill9_mid_job_is_restarted_and_job_retried(gateway_factory: Any,
 
 
 def test_remote_worker_by_url(gateway_factory: Any, tiny_models: Path, tmp_path: Path) -> None:
-    port = free_port()
-    worker = Proc(
-        [
-            sys.executable,
-            "-m",
-            "ablerefusal",
-            "worker",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--device",
-            "cpu",
-            "--models-dir",
-            str(tiny_models),
-        ],
-        tmp_path / "worker.log",
-    )
+    worker = worker_proc(tiny_models, tmp_path / "worker.log")
     worker.start()
     try:
-        url = f"http://127.0.0.1:{port}"
+        url = worker.url
         gw: Gateway = gateway_factory("--no-local-worker", "--worker-url", url, env=FAST_RECOVERY)
         with gw.client() as client:
             job = wait_job(client, client.post("/api/v1/generate", json={**MID, "steps": 1}).json()["id"])
