@@ -5,9 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 # CPU build of torch that lies on this machine's disk; an unpinned torch pulls a multi-GB CUDA build.
 TORCH_PIN ?= torch==2.13.0
-WEB_SOURCES := $(shell find web/src web/public -type f 2>/dev/null) $(wildcard web/package.json web/package-lock.json web/next.config.* web/tsconfig.json)
+WEB_SOURCES := $(shell find web/src web/public -type f 2>/dev/null) $(wildcard web/package.json web/package-lock.json web/next.config.* web/tsconfig.json web/openapi.json)
 
-.PHONY: run test install lint typecheck pytest web web-test chromium clean openapi
+.PHONY: run test install lint typecheck pytest web web-test chromium clean openapi wheel deploy-check
 
 install: $(VENV)/.installed
 
@@ -32,6 +32,10 @@ web: web/out/index.html
 chromium:
 	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
 
+# The wheel carries the built UI (hatch_build.py copies web/out into ablerefusal/gateway/web_ui).
+wheel: install web
+	$(BIN)/python -m hatchling build -t wheel -d dist
+
 openapi: install
 	$(BIN)/python -m ablerefusal.gateway.openapi_dump > web/openapi.json
 
@@ -39,11 +43,17 @@ lint: install
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 web-test: web/node_modules/.installed install
 	$(BIN)/python -m ablerefusal.gateway.openapi_dump | diff -q - web/openapi.json >/dev/null || \
 	  { echo "web/openapi.json drifted from the gateway's schema: run 'make openapi' and regenerate web types"; exit 1; }
 	cd web && npm run check
+
+# deploy/ without Docker or a cluster: hadolint on the Dockerfiles, compose.yaml against the Compose spec's
+# schema, kustomize render + Kubernetes schemas (tests/deploy; `make test` runs them too).
+deploy-check: install
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/deploy
 
 pytest: install web chromium
 	$(BIN)/python -m pytest -q -p no:cacheprovider
@@ -54,4 +64,4 @@ run: install web
 	$(BIN)/ablerefusal serve --demo-if-empty
 
 clean:
-	rm -rf $(VENV) web/node_modules web/out web/.next
+	rm -rf $(VENV) web/node_modules web/out web/.next dist

@@ -69,12 +69,12 @@ class Budget:
 def build_pipeline(family: str, tiny: bool, device: str, dtype: Any) -> Any:
     """A full-size (or tiny) pipeline with random weights, built directly on the device."""
     if tiny:
-        from ablerefusal.worker.tiny import build_tiny_pipeline
+        from ablerefusal.testing.tiny import build_tiny_pipeline
 
         pipe = build_tiny_pipeline(family).to(device=device, dtype=dtype)
         pipe.set_progress_bar_config(disable=True)
         return pipe
-    from ablerefusal.worker.random_models import full_size_random_pipeline
+    from ablerefusal.testing.random_models import full_size_random_pipeline
 
     return full_size_random_pipeline(family, device, dtype)
 
@@ -191,7 +191,7 @@ def save_model(family: str, args: argparse.Namespace, models_dir: Path) -> str:
 
     name = f"random-{family}"
     if args.tiny:
-        from ablerefusal.worker.tiny import make_tiny
+        from ablerefusal.testing.tiny import make_tiny
 
         path = make_tiny(models_dir, family, "diffusers")
         _SAVED[family] = (path, path.name)

@@ -24,15 +24,15 @@ from typing import Any
 import torch
 
 from ablerefusal.protocol import GenerateCall, GenerateItem, ModelFamily
+from ablerefusal.samplers import resolve_sampler, sampler_spec
+from ablerefusal.testing.random_models import full_size_random_pipeline
+from ablerefusal.testing.tiny import build_tiny_pipeline
 from ablerefusal.worker.engine.cache import PipelineCache
 from ablerefusal.worker.engine.devices import DeviceInfo, resolve_device
 from ablerefusal.worker.engine.images import encode_png
 from ablerefusal.worker.engine.loading import load_pipeline
 from ablerefusal.worker.engine.registry import ModelRegistry
 from ablerefusal.worker.engine.runner import CallControl, MemoryDefaults, generate
-from ablerefusal.worker.engine.samplers import resolve_sampler
-from ablerefusal.worker.random_models import full_size_random_pipeline
-from ablerefusal.worker.tiny import build_tiny_pipeline
 
 PROMPT = "a photograph of an astronaut riding a horse"
 
@@ -79,7 +79,7 @@ def main() -> None:
     resident, _ = cache.get(entry)
     load_s = time.perf_counter() - t0
     plain = plain.to(device.device, device.dtype)
-    sampler = resolve_sampler("euler_a")
+    sampler = sampler_spec(resolve_sampler("euler_a").id)
     defaults = MemoryDefaults(
         attention_slicing=False, vae_tiling=None, vae_tiling_min_pixels=1024 * 1024 + 1, cpu_offload=False
     )

@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import signal
 import socket
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,6 +63,7 @@ def start_platform(
     max_batch: int = 4,
     start_timeout: float = 180,
     extra_env: dict[str, str] | None = None,
+    worker_args: list[str] | None = None,
 ) -> Platform:
     port = free_port()
     env = dict(os.environ)
@@ -72,6 +75,7 @@ def start_platform(
         extra += ["--compile-shape", shape]
     for model in preload or []:  # loaded before ready, so no first job pays for reading the weights
         extra += ["--preload", model]
+    extra += worker_args or []
     env["ABLEREFUSAL_WORKERS__EXTRA_ARGS"] = json.dumps(extra)
     env.update(extra_env or {})
     log = work / f"platform-{tag}.log"
@@ -123,14 +127,14 @@ def wait_compiled(platform: Platform, want: int, timeout: float) -> float:
     raise RuntimeError(f"compiled shapes not warm after {timeout}s")
 
 
-def job_body(model: str, shape: Shape, seed: int) -> dict[str, Any]:
+def job_body(model: str, shape: Shape, seed: int, cfg_scale: float = 7.5) -> dict[str, Any]:
     return {
         "prompt": f"a photograph of a lighthouse, variant {seed}",
         "model": model,
         "width": shape.size,
         "height": shape.size,
         "steps": shape.steps,
-        "cfg_scale": 7.5,
+        "cfg_scale": cfg_scale,
         "sampler": "euler_a",
         "seed": seed,
     }
@@ -153,13 +157,19 @@ async def latency(url: str, model: str, shape: Shape, reps: int) -> float:
     return statistics.median(times)
 
 
-async def throughput(url: str, model: str, shape: Shape, clients: int, per_client: int) -> float:
+async def throughput(
+    url: str, model: str, shape: Shape, clients: int, per_client: int, cfg_choices: Sequence[float] = ()
+) -> float:
+    """Images/s of ``clients`` concurrent clients; with ``cfg_choices`` each job draws its CFG scale from them
+    (seeded by the job's seed, so every run submits the same workload)."""
     limits = httpx.Limits(max_connections=clients + 8, max_keepalive_connections=clients + 8)
     async with httpx.AsyncClient(timeout=900, limits=limits) as client:
 
         async def run_client(c: int) -> None:
             for j in range(per_client):
-                await one_job(client, url, job_body(model, shape, 100_000 + c * 1000 + j))
+                seed = 100_000 + c * 1000 + j
+                cfg = random.Random(seed).choice(cfg_choices) if cfg_choices else 7.5
+                await one_job(client, url, job_body(model, shape, seed, cfg))
 
         await one_job(client, url, job_body(model, shape, 2))
         t0 = time.perf_counter()

@@ -46,7 +46,7 @@ def main() -> None:
 
     from diffusers import EulerAncestralDiscreteScheduler, StableDiffusionPipeline
 
-    from ablerefusal.worker.tiny import make_tiny
+    from ablerefusal.testing.tiny import make_tiny
 
     work = Path(tempfile.mkdtemp(prefix="worker-overhead-"))
     path = make_tiny(work / "models", "sd15", "diffusers", scale=args.scale)

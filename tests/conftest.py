@@ -22,7 +22,7 @@ import pytest
 _MAKE_ALL = """
 import sys
 from pathlib import Path
-from ablerefusal.worker.tiny import make_tiny
+from ablerefusal.testing.tiny import make_tiny
 dest = Path(sys.argv[1])
 for family in ("sd15", "sdxl"):
     for fmt in ("diffusers", "single-file"):

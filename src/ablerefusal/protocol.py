@@ -2,6 +2,12 @@
 
 Both sides import this module and nothing else of each other, so the gateway never needs torch.
 Requests are JSON; ``POST /v1/generate`` answers with an NDJSON stream of ``WorkerEvent`` lines.
+
+The protocol grows by optional fields (DESIGN.md §10): what a worker answers (responses, events) is read with
+models that ignore fields they do not know, so a newer worker's additions never break an older gateway, while
+what a worker receives stays strict so a typo is an error rather than a silently ignored option. Only an
+incompatible change bumps the major number of ``PROTOCOL_VERSION``; a gateway refuses a worker of another
+major version.
 """
 
 from __future__ import annotations
@@ -11,7 +17,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-PROTOCOL_VERSION = "1"
+# "MAJOR.MINOR": the minor number grows with optional fields and never matters for compatibility.
+PROTOCOL_VERSION = "1.0"
 
 SEED_MAX = 2**32 - 1
 MIN_SIZE, MAX_SIZE, SIZE_MULTIPLE = 64, 2048, 8
@@ -44,7 +51,31 @@ class ModelFormat(StrEnum):
 
 
 class _Wire(BaseModel):
+    """What a worker receives: unknown fields are refused."""
+
     model_config = ConfigDict(extra="forbid")
+
+
+class _Answer(BaseModel):
+    """What a worker sends back: unknown fields (from a newer worker) are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+def protocol_major(version: str) -> int | None:
+    """The major number of a ``MAJOR[.MINOR]`` version string; None when it is not one."""
+    head = version.strip().split(".", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
+def incompatible_protocol(version: str) -> str | None:
+    """Why a peer speaking ``version`` cannot be used by this side, or None when it can (same major)."""
+    if protocol_major(version) == protocol_major(PROTOCOL_VERSION):
+        return None
+    return (
+        f"speaks worker protocol {version!r}, incompatible with this gateway's {PROTOCOL_VERSION} "
+        "(major versions differ): run the same AbleRefusal version on gateway and workers"
+    )
 
 
 class MemoryOptions(_Wire):
@@ -55,6 +86,62 @@ class MemoryOptions(_Wire):
     cpu_offload: bool | None = Field(None, description="Keep idle sub-models in CPU memory (model CPU offload).")
 
 
+MAX_MASK_BLUR = 64
+MAX_INPUT_IMAGE_BYTES = 16 * 1024 * 1024  # one input image on the wire, before base64
+
+
+class GenerationMode(StrEnum):
+    """What a call draws from: text alone, an init image, or an init image with a mask (inpaint, outpaint)."""
+
+    txt2img = "txt2img"
+    img2img = "img2img"
+    inpaint = "inpaint"
+    outpaint = "outpaint"
+
+
+class ResizeMode(StrEnum):
+    """How an init image is fitted to the call's size, as A1111's resize_mode 0/1/2."""
+
+    resize = "resize"
+    crop = "crop"
+    fill = "fill"
+
+
+class InpaintingFill(StrEnum):
+    """What the masked area starts from, as A1111's inpainting_fill 0 and 1 (fill, original)."""
+
+    fill = "fill"
+    original = "original"
+
+
+class OutpaintBorders(_Wire):
+    """Pixels added on each side of the (fitted) init image; the new border is inpainted."""
+
+    left: int = Field(0, ge=0, le=MAX_SIZE, multiple_of=SIZE_MULTIPLE, description="Pixels added on the left.")
+    right: int = Field(0, ge=0, le=MAX_SIZE, multiple_of=SIZE_MULTIPLE, description="Pixels added on the right.")
+    top: int = Field(0, ge=0, le=MAX_SIZE, multiple_of=SIZE_MULTIPLE, description="Pixels added at the top.")
+    bottom: int = Field(0, ge=0, le=MAX_SIZE, multiple_of=SIZE_MULTIPLE, description="Pixels added at the bottom.")
+
+
+class HiresOptions(_Wire):
+    """Hires fix for txt2img: draw at the call's size, upscale, then refine with an image-to-image pass."""
+
+    scale: float | None = Field(
+        None, gt=1.0, le=4.0, description="Upscale factor (A1111 hr_scale); width/height win when given."
+    )
+    width: int | None = Field(
+        None, ge=MIN_SIZE, le=MAX_SIZE, multiple_of=SIZE_MULTIPLE, description="Final width (A1111 hr_resize_x)."
+    )
+    height: int | None = Field(
+        None, ge=MIN_SIZE, le=MAX_SIZE, multiple_of=SIZE_MULTIPLE, description="Final height (A1111 hr_resize_y)."
+    )
+    upscaler: str = Field("latent", min_length=1, description="latent, lanczos or nearest (see /v1/info upscalers).")
+    steps: int | None = Field(
+        None, ge=1, le=MAX_STEPS, description="Steps of the second pass (A1111 hr_second_pass_steps); None: the call's."
+    )
+    denoising_strength: float = Field(0.7, ge=0.0, le=1.0, description="Strength of the second pass.")
+
+
 class GenerateItem(_Wire):
     """One job's share of a generation call: its prompts and one seed per image."""
 
@@ -63,6 +150,26 @@ class GenerateItem(_Wire):
     negative_prompt: str = Field("", description="Negative prompt.")
     seeds: list[Annotated[int, Field(ge=0, le=SEED_MAX)]] = Field(
         ..., min_length=1, max_length=MAX_BATCH_SIZE, description="One explicit seed per image, in image order."
+    )
+    cfg_scale: float | None = Field(
+        None,
+        ge=MIN_CFG,
+        le=MAX_CFG,
+        description=(
+            "This item's guidance scale when it differs from the call's (only to workers whose /v1/info says "
+            "per_item_cfg). Within one call every item is guided (> 1) or none is."
+        ),
+    )
+    init_image: str | None = Field(
+        None,
+        description="Init image (PNG, JPEG or WebP bytes, base64) for img2img, inpaint and outpaint calls.",
+    )
+    mask: str | None = Field(
+        None,
+        description=(
+            "Inpainting mask (PNG, JPEG or WebP bytes, base64): white is repainted; an RGBA mask with transparency "
+            "marks the transparent area instead. Resized to the init image when sizes differ."
+        ),
     )
 
 
@@ -76,7 +183,9 @@ class GenerateCall(_Wire):
     width: int = Field(512, ge=MIN_SIZE, le=MAX_SIZE, multiple_of=SIZE_MULTIPLE, description="Image width in pixels.")
     height: int = Field(512, ge=MIN_SIZE, le=MAX_SIZE, multiple_of=SIZE_MULTIPLE, description="Image height in pixels.")
     steps: int = Field(20, ge=1, le=MAX_STEPS, description="Denoising steps.")
-    cfg_scale: float = Field(7.5, ge=MIN_CFG, le=MAX_CFG, description="Classifier-free guidance scale.")
+    cfg_scale: float = Field(
+        7.5, ge=MIN_CFG, le=MAX_CFG, description="Classifier-free guidance scale (an item's own cfg_scale wins)."
+    )
     sampler: str = Field("euler_a", description="Sampler id or A1111 name (see /v1/info samplers).")
     items: list[GenerateItem] = Field(
         ..., min_length=1, description="Jobs in this call; images are tagged with job_id."
@@ -86,6 +195,24 @@ class GenerateCall(_Wire):
     memory: MemoryOptions | None = Field(
         None, description="Per-call memory options (the gateway asks for them after OOM)."
     )
+    mode: GenerationMode = Field(
+        GenerationMode.txt2img, description="txt2img, img2img, inpaint (needs masks) or outpaint (needs borders)."
+    )
+    denoising_strength: float = Field(
+        0.75, ge=0.0, le=1.0, description="How much of an init image is redrawn (0 keeps it, 1 ignores it)."
+    )
+    resize_mode: ResizeMode = Field(ResizeMode.resize, description="How init images are fitted to width x height.")
+    mask_blur: int = Field(4, ge=0, le=MAX_MASK_BLUR, description="Gaussian blur radius of the mask in pixels.")
+    inpaint_only_masked: bool = Field(
+        False, description="Inpaint a crop around the mask at full resolution and paste it back (A1111 full res)."
+    )
+    inpaint_padding: int = Field(32, ge=0, le=MAX_SIZE, description="Pixels around the mask kept in that crop.")
+    inpainting_fill: InpaintingFill = Field(
+        InpaintingFill.original, description="What the masked area starts from before denoising."
+    )
+    mask_invert: bool = Field(False, description="Repaint the black part of the mask instead of the white.")
+    outpaint: OutpaintBorders | None = Field(None, description="Borders to grow the canvas by (mode outpaint).")
+    hires: HiresOptions | None = Field(None, description="Hires fix (mode txt2img only).")
 
 
 class CancelRequest(_Wire):
@@ -94,7 +221,7 @@ class CancelRequest(_Wire):
     job_id: str | None = Field(None, description="Drop only this item of the call; its images are not sent.")
 
 
-class Timings(_Wire):
+class Timings(_Answer):
     queue_s: float = Field(0.0, description="Time waiting for the device lock.")
     load_s: float = Field(0.0, description="Time loading or moving the pipeline.")
     generate_s: float = Field(0.0, description="Denoising and VAE decode.")
@@ -102,7 +229,7 @@ class Timings(_Wire):
     total_s: float = Field(0.0, description="Wall time of the whole call.")
 
 
-class StartedEvent(_Wire):
+class StartedEvent(_Answer):
     type: Literal["started"] = "started"
     call_id: str
     model: str
@@ -110,7 +237,7 @@ class StartedEvent(_Wire):
     job_ids: list[str]
 
 
-class ProgressEvent(_Wire):
+class ProgressEvent(_Answer):
     type: Literal["progress"] = "progress"
     call_id: str
     step: int = Field(..., description="Steps finished so far (1-based).")
@@ -119,7 +246,7 @@ class ProgressEvent(_Wire):
     job_ids: list[str] = Field(default_factory=list, description="Jobs still live in the call.")
 
 
-class ImageEvent(_Wire):
+class ImageEvent(_Answer):
     type: Literal["image"] = "image"
     call_id: str
     job_id: str
@@ -130,7 +257,7 @@ class ImageEvent(_Wire):
     metadata: dict[str, object] = Field(default_factory=dict, description="Our JSON metadata, also in the PNG.")
 
 
-class GeneratedEvent(_Wire):
+class GeneratedEvent(_Answer):
     """The pipeline call is over and the device is free again; the images (still being encoded) and
     ``done`` follow. A gateway may send this worker its next call as soon as it reads this."""
 
@@ -139,19 +266,19 @@ class GeneratedEvent(_Wire):
     generate_s: float = Field(..., description="Denoising and VAE decode of this call.")
 
 
-class ItemCancelledEvent(_Wire):
+class ItemCancelledEvent(_Answer):
     type: Literal["item_cancelled"] = "item_cancelled"
     call_id: str
     job_id: str
 
 
-class DoneEvent(_Wire):
+class DoneEvent(_Answer):
     type: Literal["done"] = "done"
     call_id: str
     timings: Timings
 
 
-class ErrorEvent(_Wire):
+class ErrorEvent(_Answer):
     type: Literal["error"] = "error"
     call_id: str | None = None
     code: ErrorCode
@@ -167,17 +294,21 @@ WorkerEvent = Annotated[
 worker_event_adapter: TypeAdapter[WorkerEvent] = TypeAdapter(WorkerEvent)
 
 
+# A line whose type is not one of these comes from a newer worker; readers skip it.
+EVENT_TYPES = frozenset({"started", "progress", "generated", "image", "item_cancelled", "done", "error"})
+
+
 def parse_event(line: str | bytes) -> WorkerEvent:
     """Parse one NDJSON line of a generation stream."""
     return worker_event_adapter.validate_json(line)
 
 
-class ErrorDetail(_Wire):
+class ErrorDetail(_Answer):
     field: str | None = Field(None, description="Dotted path of the offending field.")
     message: str
 
 
-class ErrorBody(_Wire):
+class ErrorBody(_Answer):
     """JSON body of every non-2xx worker answer: ``{"error": {...}}``."""
 
     code: ErrorCode
@@ -187,11 +318,11 @@ class ErrorBody(_Wire):
     available: list[str] | None = Field(None, description="Valid values, e.g. model ids or sampler ids.")
 
 
-class ErrorResponse(_Wire):
+class ErrorResponse(_Answer):
     error: ErrorBody
 
 
-class ModelInfo(_Wire):
+class ModelInfo(_Answer):
     id: str = Field(..., description="Stable, path-free model id.")
     name: str = Field(..., description="Human-readable name.")
     family: ModelFamily
@@ -203,19 +334,21 @@ class ModelInfo(_Wire):
     default_size: int = Field(512, description="Native resolution of the family (512 or 1024).")
 
 
-class ModelList(_Wire):
+class ModelList(_Answer):
     models: list[ModelInfo]
 
 
-class SamplerInfo(_Wire):
+class SamplerInfo(_Answer):
     id: str = Field(..., description="Short API id, e.g. dpmpp_2m_karras.")
     name: str = Field(..., description="AUTOMATIC1111 display name, e.g. 'DPM++ 2M Karras'.")
     aliases: list[str] = Field(default_factory=list)
 
 
-class WorkerInfo(_Wire):
+class WorkerInfo(_Answer):
     worker_id: str
-    protocol_version: str = PROTOCOL_VERSION
+    protocol_version: str = Field(
+        PROTOCOL_VERSION, description="Worker protocol version, MAJOR.MINOR; gateways refuse another major."
+    )
     device: str = Field(..., description="Device actually in use, e.g. cuda:0 or cpu.")
     device_name: str = Field("", description="e.g. NVIDIA H200.")
     dtype: str
@@ -227,3 +360,9 @@ class WorkerInfo(_Wire):
     max_batch_images: int = Field(MAX_BATCH_SIZE * 4, description="Most images the worker accepts in one call.")
     compiled_shapes: list[str] = Field(default_factory=list, description="Warm compiled shapes: model:WxH:bN.")
     fallback_reason: str | None = Field(None, description="Why the configured device was not used, if it was not.")
+    per_item_cfg: bool = Field(
+        False, description="Accepts items with their own cfg_scale in one call (guidance applied per image)."
+    )
+    quantize: str = Field("none", description="Weight quantization of the UNet and text encoders (none, int8wo, …).")
+    modes: list[str] = Field(default_factory=list, description="Generation modes this worker runs (txt2img, …).")
+    upscalers: list[str] = Field(default_factory=list, description="Upscalers the hires fix can use here.")

@@ -25,9 +25,17 @@ class LiveGateway:
     api_key: str
     diffusers_model: str
     single_file_model: str
+    hold_dir: Path  # the worker's test hold folder (tests/holds.py)
 
 
-def gateway_proc(root: Path, models_dir: Path, *, workers: int = 1, api_key: str | None = API_KEY) -> Proc:
+def gateway_proc(
+    root: Path,
+    models_dir: Path,
+    *,
+    workers: int = 1,
+    api_key: str | None = API_KEY,
+    env: dict[str, str] | None = None,
+) -> Proc:
     """A real ``ablerefusal serve`` with a SQLite store, ``workers`` local CPU workers and an API key."""
     port = free_port()
     args = [
@@ -40,7 +48,7 @@ def gateway_proc(root: Path, models_dir: Path, *, workers: int = 1, api_key: str
         "--database-url", f"sqlite:///{root / 'jobs.db'}",
         *(["--api-key", api_key] if api_key else []),
     ]  # fmt: skip
-    return Proc(args, port=port, log_path=root / "gateway.log", ready_path="/api/v1/health")
+    return Proc(args, port=port, log_path=root / "gateway.log", ready_path="/api/v1/health", env=env)
 
 
 def wait_for_models(proc: Proc, models: set[str], timeout_s: float) -> None:

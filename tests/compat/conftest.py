@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from ablerefusal.gateway.app import create_app
 from ablerefusal.gateway.settings import load_settings
+from holds import Hold
 
 
 def app_client(tmp: Path, api_keys: list[str]) -> TestClient:
@@ -46,6 +47,7 @@ def live_gateway(tmp_path_factory: pytest.TempPathFactory, tiny_models_dir: Path
     holds the shared tiny models; SD 1.5 as a diffusers folder and as a single-file checkpoint (which has a
     sha256, as A1111 titles show) are the ones used."""
     root = tmp_path_factory.mktemp("compat-live")
-    with gateway_proc(root, tiny_models_dir).start(timeout=180) as proc:
+    holds = Hold(root / "holds")
+    with gateway_proc(root, tiny_models_dir, env=holds.env).start(timeout=180) as proc:
         wait_for_models(proc, {DIFFUSERS_MODEL, SINGLE_FILE_MODEL}, timeout_s=180)
-        yield LiveGateway(proc.url, root / "outputs", API_KEY, DIFFUSERS_MODEL, SINGLE_FILE_MODEL)
+        yield LiveGateway(proc.url, root / "outputs", API_KEY, DIFFUSERS_MODEL, SINGLE_FILE_MODEL, holds.folder)

@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from ablerefusal.gateway.compat.a1111 import SAMPLER_TABLE
 from ablerefusal.gateway.compat.a1111_models import Txt2ImgRequest
 from ablerefusal.gateway.compat.a1111_state import A1111Run, progress_of
 from ablerefusal.gateway.compat.a1111_translate import (
@@ -24,6 +23,7 @@ from ablerefusal.gateway.compat.a1111_translate import (
 from ablerefusal.gateway.compat.errors import CompatFieldError
 from ablerefusal.gateway.schemas import GenerateRequest, Job, JobResult, JobStatus
 from ablerefusal.protocol import SEED_MAX, ModelFamily, ModelFormat, ModelInfo
+from ablerefusal.samplers import SAMPLERS
 
 SHA = "ab" * 32
 MODELS = [
@@ -34,7 +34,7 @@ MODELS = [
 
 def _plan(**fields: object) -> tuple[Txt2ImgRequest, Txt2ImgPlan]:
     req = Txt2ImgRequest.model_validate({"prompt": "a fox", **fields})
-    return req, plan_txt2img(req, SAMPLER_TABLE, MODELS, MODELS[0], random.Random(7))
+    return req, plan_txt2img(req, SAMPLERS, MODELS, MODELS[0], random.Random(7))
 
 
 def test_n_iter_times_batch_size_becomes_n_iter_jobs_with_consecutive_seeds() -> None:
@@ -144,10 +144,10 @@ def test_lists_shapes() -> None:
         SHA,
     )
     assert model_item(MODELS[0]).title == "tiny-a" and model_item(MODELS[0]).hash is None
-    samplers = {s.name: s for s in sampler_items(SAMPLER_TABLE)}
+    samplers = {s.name: s for s in sampler_items(SAMPLERS)}
     assert "euler_a" in samplers["Euler a"].aliases
     assert samplers["DPM++ 2M Karras"].options == {"scheduler": "karras"}
-    schedulers = {s.name: s for s in scheduler_items(SAMPLER_TABLE)}
+    schedulers = {s.name: s for s in scheduler_items(SAMPLERS)}
     assert schedulers["karras"].label == "Karras" and schedulers["karras"].default_rho == 7.0
     assert schedulers["sgm_uniform"].label == "SGM Uniform"
 

@@ -65,6 +65,21 @@ def test_url_images_are_absolute_links_into_outputs(client: openai.OpenAI, live_
     assert fetched.status_code == 200 and _png(fetched.content).size == (64, 64)
 
 
+def test_url_ignores_forwarded_headers_of_untrusted_clients(client: openai.OpenAI, live_gateway: LiveGateway) -> None:
+    # Security finding 11: the url was built from X-Forwarded-Proto of any local client. No proxy is
+    # configured here, so a client claiming https (or another host) changes nothing.
+    result = client.images.generate(
+        prompt="a tiny owl",
+        size="64x64",
+        response_format="url",
+        extra_body={"steps": 1},
+        extra_headers={"X-Forwarded-Proto": "https", "X-Forwarded-Host": "evil.example", "Forwarded": "proto=https"},
+    )
+    assert result.data is not None
+    url = result.data[0].url
+    assert url is not None and url.startswith(f"{live_gateway.url}/outputs/")
+
+
 def test_bad_size_is_a_bad_request_naming_size(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as err:
         client.images.generate(prompt="x", size="100x100")

@@ -11,6 +11,8 @@ from gateway_procs import Gateway, wait_until
 from playwright.sync_api import Page, expect
 from web_e2e import MAX_PROMPT_LENGTH, screenshot
 
+from holds import Hold
+
 pytestmark = pytest.mark.e2e
 
 # Records every distinct "Step x/y" text the page shows, so progress seen to move is a fact of the DOM.
@@ -41,15 +43,19 @@ def job_status(gateway: Gateway, job_id: str) -> str:
     return str(httpx.get(f"{gateway.url}/api/v1/generate/{job_id}", timeout=10).json()["status"])
 
 
-def test_generate_shows_progress_and_image_with_seed_then_history(page: Page, gateway: Gateway) -> None:
+def test_generate_shows_progress_and_image_with_seed_then_history(page: Page, gateway: Gateway, hold: Hold) -> None:
     page.goto("/")
     expect(page.get_by_label("Model")).to_contain_text("demo (noise)")
-    fill_form(page, "a lighthouse at dusk", size=128, steps=30)
+    prompt = hold.prompt("a lighthouse at dusk")
+    fill_form(page, prompt, size=128, steps=30)
     page.get_by_label("Seed", exact=True).select_option("fixed")
     page.get_by_label("Seed value").fill("4242")
     page.evaluate(RECORD_PROGRESS)
     # Ctrl+Enter from the prompt submits, as the hint says.
     page.get_by_label("Prompt", exact=True).press("Control+Enter")
+    # Held after step 1: the page shows the job mid-run however fast the worker is; then it may finish.
+    expect(page.get_by_test_id("progress-text")).to_have_text(re.compile(r"^Step 1/30"), timeout=120_000)
+    hold.release()
 
     result = page.get_by_test_id("result")
     expect(result).to_have_count(1, timeout=120_000)
@@ -71,7 +77,7 @@ def test_generate_shows_progress_and_image_with_seed_then_history(page: Page, ga
 
     # After a reload the typed parameters are still there and the job is in the history.
     page.reload()
-    expect(page.get_by_label("Prompt", exact=True)).to_have_value("a lighthouse at dusk")
+    expect(page.get_by_label("Prompt", exact=True)).to_have_value(prompt)
     expect(page.get_by_label("Seed value")).to_have_value("4242")
     page.get_by_role("link", name="History").click()
     row = page.get_by_test_id("job-row").filter(has_text="a lighthouse at dusk")
@@ -84,9 +90,9 @@ def test_generate_shows_progress_and_image_with_seed_then_history(page: Page, ga
     expect(page.get_by_test_id("job-row").filter(has_text="a lighthouse at dusk")).to_have_count(0)
 
 
-def test_cancel_a_queued_job_from_the_queue_screen(page: Page, gateway: Gateway) -> None:
-    # A long job keeps the only worker busy; a second one with another size cannot be coalesced with it.
-    blocker = api_job(gateway, {"prompt": "long blocker", "width": 256, "height": 256, "steps": 150})
+def test_cancel_a_queued_job_from_the_queue_screen(page: Page, gateway: Gateway, hold: Hold) -> None:
+    # A held job keeps the only worker busy; a second one with another size cannot be coalesced with it.
+    blocker = api_job(gateway, {"prompt": hold.prompt("long blocker"), "width": 128, "height": 128, "steps": 20})
     wait_until(lambda: job_status(gateway, blocker["id"]) == "running", None, "the blocker to run")
     queued = api_job(gateway, {"prompt": "waiting in line", "width": 64, "height": 64, "steps": 1})
     try:
@@ -117,6 +123,9 @@ def test_validation_errors_appear_next_to_their_field(page: Page, gateway: Gatew
     expect(page.get_by_test_id("error-width")).to_have_text("Width: must be a multiple of 8")
     expect(page.get_by_label("Width")).to_have_attribute("aria-invalid", "true")
     page.get_by_role("button", name="Generate").click()
+    # A refused submit puts the keyboard on the field in error and says why.
+    expect(page.get_by_label("Width")).to_be_focused()
+    expect(page.get_by_test_id("submit-rejected")).to_have_text("Not submitted. Width: must be a multiple of 8.")
 
     # A rule only the gateway knows (its configured prompt length): the 400's field error lands at the prompt.
     page.get_by_label("Width").fill("64")
@@ -125,6 +134,7 @@ def test_validation_errors_appear_next_to_their_field(page: Page, gateway: Gatew
     page.get_by_label("Prompt", exact=True).fill(long_prompt)
     page.get_by_role("button", name="Generate").click()
     expect(page.get_by_test_id("error-prompt")).to_contain_text(f"must be at most {MAX_PROMPT_LENGTH} characters")
+    expect(page.get_by_label("Prompt", exact=True)).to_be_focused()
     # Nothing typed is lost, and nothing was queued by either attempt.
     expect(page.get_by_label("Prompt", exact=True)).to_have_value(long_prompt)
     assert httpx.get(f"{gateway.url}/api/v1/generate", timeout=10).json()["total"] == before
@@ -146,3 +156,26 @@ def test_settings_show_readiness_workers_and_models(page: Page, gateway: Gateway
     page.set_viewport_size({"width": 390, "height": 844})
     page.get_by_role("link", name="Generate").click()
     screenshot(page, "generate-phone-dark")
+
+
+def test_the_page_policy_blocks_script_injected_into_the_studio(page: Page, gateway: Gateway) -> None:
+    """What an XSS would do once it reaches the DOM: add an inline script, or markup with an inline handler."""
+    page.goto("/")
+    expect(page.get_by_label("Prompt", exact=True)).to_be_visible()
+    page.evaluate(
+        """() => {
+          const script = document.createElement("script");
+          script.textContent = "window.__injected = 'script'";
+          document.body.appendChild(script);
+          const markup = '<img src="/nope.png" onerror="window.__injected = \\'handler\\'">';
+          document.body.insertAdjacentHTML("beforeend", markup);
+        }"""
+    )
+    wait_until(lambda: len(page.evaluate("window.__cspViolations")) >= 2, None, "the browser to report both")
+    assert page.evaluate("window.__injected === undefined")
+    directives = {v["directive"] for v in page.evaluate("window.__cspViolations")}
+    assert directives <= {"script-src-elem", "script-src-attr", "script-src"}, directives
+    page.evaluate("window.__cspViolations.length = 0")
+    # The studio itself still works under the same policy.
+    page.get_by_label("Prompt", exact=True).fill("still typing")
+    expect(page.get_by_label("Prompt", exact=True)).to_have_value("still typing")

@@ -9,24 +9,28 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+import sqlalchemy as sa
 from PIL import Image
 
-from ablerefusal.gateway.dispatch import MEMORY_SAVING, Dispatcher, _Call, item_seeds
+from ablerefusal.gateway.dispatch import MEMORY_SAVING, Call, Dispatcher, WorkerSlot, item_seeds
 from ablerefusal.gateway.events import EventHub, JobImage, JobProgress, JobStatusChange, follow_job
 from ablerefusal.gateway.jobs import ClaimedJob, JobStore
+from ablerefusal.gateway.jobs.tables import jobs as jobs_table
 from ablerefusal.gateway.schemas import TERMINAL_STATUSES, GenerateRequest, Job, JobStatus
 from ablerefusal.gateway.settings import Settings
 from ablerefusal.gateway.workers.client import WorkerClient, WorkerError, WorkerUnreachable
-from ablerefusal.protocol import SEED_MAX, ErrorCode, ErrorEvent, GenerateCall, GenerateItem, ImageEvent
+from ablerefusal.protocol import SEED_MAX, ErrorCode, ErrorEvent, GenerateCall, GenerateItem, ImageEvent, ModelInfo
+from holds import Hold
 from procs import free_port, worker_proc
 
 MODEL = "tiny-sd15"
@@ -34,9 +38,21 @@ WAIT_S = 180.0
 
 
 @pytest.fixture(scope="module")
-def worker_url(tiny_models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real worker process (CPU) serving the session's tiny models."""
-    with worker_proc(tiny_models_dir, tmp_path_factory.mktemp("worker") / "worker.log") as proc:
+def hold_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("holds")
+
+
+@pytest.fixture
+def hold(hold_dir: Path) -> Iterator[Hold]:
+    with Hold(hold_dir) as held:
+        yield held
+
+
+@pytest.fixture(scope="module")
+def worker_url(tiny_models_dir: Path, tmp_path_factory: pytest.TempPathFactory, hold_dir: Path) -> Iterator[str]:
+    """A real worker process (CPU) serving the session's tiny models; it honours test holds."""
+    log_path = tmp_path_factory.mktemp("worker") / "worker.log"
+    with worker_proc(tiny_models_dir, log_path, env=Hold(hold_dir).env) as proc:
         proc.start(timeout=WAIT_S)
         yield proc.url
 
@@ -47,9 +63,11 @@ class Handle:
 
     id: str
     url: str
+    token: str | None = None
     ready: bool = True
     busy: bool = False
     info: Any = None
+    models: list[ModelInfo] = field(default_factory=list)
 
 
 def req(**kw: Any) -> GenerateRequest:
@@ -60,17 +78,29 @@ def req(**kw: Any) -> GenerateRequest:
 class Rig:
     """Store + dispatcher + one worker handle, in a temp folder."""
 
-    def __init__(self, tmp: Path, url: str, **queue: Any) -> None:
+    def __init__(self, tmp: Path, url: str, *, store: JobStore | None = None, **queue: Any) -> None:
         queue.setdefault("gather_window_ms", 0)
         settings = Settings.model_validate({"queue": queue, "inference": {"max_batch_size": 4}})
         self.output_dir = tmp / "outputs"
-        self.store = JobStore(f"sqlite:///{tmp}/{uuid.uuid4().hex}.db", settings.queue)
+        self.store = store or JobStore(f"sqlite:///{tmp}/{uuid.uuid4().hex}.db", settings.queue)
         self.hub = EventHub()
         self.finished: list[Job] = []
+        self.lost: list[str] = []
         self.handle = Handle(id="w0", url=url)
         self.dispatcher = Dispatcher(
-            self.store, settings, self.output_dir, self.hub, [self.handle], on_finished=self.finished.append
+            self.store,
+            settings,
+            self.output_dir,
+            self.hub,
+            [self.handle],
+            on_finished=self.finished.append,
+            on_worker_lost=self._lost,
         )
+
+    def _lost(self, worker: Any, reason: str) -> None:
+        # What the pool does (WorkerPool.mark_lost): out of rotation until a probe finds it ready.
+        worker.ready = False
+        self.lost.append(reason)
 
     def submit(self, request: GenerateRequest) -> str:
         return self.store.submit(request).job.id
@@ -157,9 +187,57 @@ async def test_coalesced_jobs_match_jobs_run_alone(rig_factory: Any) -> None:
     assert {j.id for j in together.finished} == set(ids)
 
 
-async def test_cancel_inside_a_batch_leaves_the_others(rig_factory: Any) -> None:
+def _mixed_cfg_requests() -> list[GenerateRequest]:
+    # Same model, size, steps and sampler; CFG scale, negative prompt and batch size differ.
+    return [
+        req(prompt="a dog", seed=11, batch_size=2, cfg_scale=7.5),
+        req(prompt="a fox", seed=5, negative_prompt="blur", cfg_scale=5.0),
+        req(prompt="an owl", seed=8, cfg_scale=9.25),
+    ]
+
+
+async def test_jobs_differing_in_cfg_scale_share_a_call_and_match_jobs_run_alone(
+    rig_factory: Any, worker_url: str
+) -> None:
+    alone = rig_factory(coalesce=False)
+    alone_ids = [alone.submit(r) for r in _mixed_cfg_requests()]
+    await alone.dispatcher.start()
+    solo = await alone.wait(alone_ids)
+    assert [j.status for j in solo] == [JobStatus.completed] * 3
+
+    # The worker says it applies guidance per image; the pool would have read this from /v1/info.
+    client = WorkerClient(worker_url)
+    try:
+        info = await client.info()
+    finally:
+        await client.aclose()
+    assert info.per_item_cfg
+    together = rig_factory(coalesce=True)
+    together.handle.info = info
+    ids = [together.submit(r) for r in _mixed_cfg_requests()]
+    await together.dispatcher.start()
+    batched = await together.wait(ids)
+    assert [j.status for j in batched] == [JobStatus.completed] * 3
+    assert len({j.started_at for j in batched}) == 1  # claimed together: one call
+    for one, many in zip(solo, batched, strict=True):
+        assert [r.metadata["cfg_scale"] for r in many.results] == [many.request.cfg_scale] * len(many.results)
+        for a, b in zip(alone.pixels(one), together.pixels(many), strict=True):
+            assert np.array_equal(a, b)
+
+    # A worker that does not say so (an older version) gets one CFG scale per call.
+    older = rig_factory(coalesce=True)
+    ids = [older.submit(r) for r in _mixed_cfg_requests()]
+    await older.dispatcher.start()
+    jobs = await older.wait(ids)
+    assert [j.status for j in jobs] == [JobStatus.completed] * 3
+    assert len({j.started_at for j in jobs}) == 3
+
+
+async def test_cancel_inside_a_batch_leaves_the_others(rig_factory: Any, hold: Hold) -> None:
     rig = rig_factory(coalesce=True)
-    ids = [rig.submit(req(prompt=f"p{i}", seed=i, steps=8)) for i in range(3)]
+    # The middle job holds the call after step 1 until it is dropped; its batch-mates then run to the end.
+    prompts = ["p0", hold.prompt("p1"), "p2"]
+    ids = [rig.submit(req(prompt=p, seed=i, steps=8)) for i, p in enumerate(prompts)]
     await rig.dispatcher.start()
     # Wait for the call to be generating before cancelling the middle job.
     follower = follow_job(rig.hub, ids[1], rig.store, poll_interval_s=0.05)
@@ -190,13 +268,14 @@ async def test_priority_respected_with_coalescing(rig_factory: Any) -> None:
     assert jobs[low[0]].started_at == jobs[low[1]].started_at  # the two compatible ones went together
 
 
-async def test_deadline_times_out_running_job(rig_factory: Any) -> None:
+async def test_deadline_times_out_running_job(rig_factory: Any, hold: Hold) -> None:
     rig = rig_factory(coalesce=True)
-    slow = rig.submit(req(steps=150, timeout_s=1.0, batch_size=4))
+    # Held after step 1 until the deadline has passed, however fast the worker is.
+    held = rig.submit(req(prompt=hold.prompt(), steps=20, timeout_s=1.0, batch_size=4))
     await rig.dispatcher.start()
-    [job] = await rig.wait([slow])
+    [job] = await rig.wait([held])
     assert job.status == JobStatus.timed_out and job.error is not None and job.error.code == "timeout"
-    assert job.attempts == 1 and job.step < 150
+    assert job.attempts == 1 and job.step < 20 and job.results == []
 
 
 async def test_unknown_model_fails_without_retry(rig_factory: Any) -> None:
@@ -208,17 +287,111 @@ async def test_unknown_model_fails_without_retry(rig_factory: Any) -> None:
     assert job.error is not None and job.error.code == ErrorCode.model_not_found
 
 
-async def test_unreachable_worker_retries_then_fails(tmp_path: Path) -> None:
-    rig = Rig(tmp_path, f"http://127.0.0.1:{free_port()}", max_attempts=2, backoff_base_s=0.05, backoff_max_s=0.1)
+async def test_a_call_that_never_reached_a_worker_spends_no_attempt(tmp_path: Path, worker_url: str) -> None:
+    # A crashed worker's old port refuses the connection: nothing ran, so the job keeps its attempts
+    # (one allowed here) and the worker leaves the rotation until it is ready again.
+    rig = Rig(tmp_path, f"http://127.0.0.1:{free_port()}", max_attempts=1)
     job_id = rig.submit(req())
     await rig.dispatcher.start()
     try:
+        deadline = time.monotonic() + WAIT_S
+        while not rig.lost:
+            assert time.monotonic() < deadline, f"worker never reported lost: {rig.store.get(job_id)}"
+            await asyncio.sleep(0.05)
+        [queued] = await rig.wait([job_id], until=frozenset({JobStatus.queued}))
+        assert queued.attempts == 0 and not rig.handle.ready
+        [dead_client] = rig.dispatcher.slots["w0"].clients()
+        # The worker is back on another port (as a restarted local worker would be) and a probe found it.
+        rig.handle.url, rig.handle.ready = worker_url, True
         [job] = await rig.wait([job_id])
+        assert job.status == JobStatus.completed and job.attempts == 1
+        # The client for the old URL was closed once replaced.
+        assert dead_client._http.is_closed
     finally:
         await rig.dispatcher.stop()
         rig.store.close()
-    assert job.status == JobStatus.failed and job.attempts == 2
-    assert job.error is not None and job.error.code == "worker_unreachable"
+
+
+async def test_a_worker_that_breaks_mid_call_leaves_rotation(
+    tmp_path: Path, tiny_models_dir: Path, worker_url: str, hold: Hold
+) -> None:
+    # kill -9 during a call spends that attempt, and only that one: the retry waits for a ready worker
+    # instead of going to the dead one's port (two attempts allowed, the second must succeed).
+    with worker_proc(tiny_models_dir, tmp_path / "doomed.log", env=hold.env) as doomed:
+        doomed.start(timeout=WAIT_S)
+        rig = Rig(tmp_path, doomed.url, max_attempts=2, backoff_base_s=0.05, backoff_max_s=0.1)
+        job_id = rig.submit(req(prompt=hold.prompt()))
+        steps = rig.hub.subscribe(job_id)
+        await rig.dispatcher.start()
+        try:
+            while not isinstance(event := await steps.get(timeout=WAIT_S), JobProgress):
+                assert event is not None, "the held job never made progress"
+            doomed.kill9()
+            [retried] = await rig.wait([job_id], until=frozenset({JobStatus.queued, *TERMINAL_STATUSES}))
+            assert retried.status == JobStatus.queued and retried.attempts == 1
+            assert rig.lost and not rig.handle.ready
+            hold.release()
+            rig.handle.url, rig.handle.ready = worker_url, True
+            [job] = await rig.wait([job_id])
+            assert job.status == JobStatus.completed and job.attempts == 2
+        finally:
+            steps.close()
+            await rig.dispatcher.stop()
+            rig.store.close()
+
+
+async def test_a_job_accepted_before_any_worker_was_ready_gets_the_default_model(rig_factory: Any) -> None:
+    # Stored with no model (nothing could say which exist yet) and no default configured: the dispatcher
+    # picks the default from the workers it can now see, the same one /api/v1/models would show.
+    rig = rig_factory()
+    client = WorkerClient(rig.handle.url)
+    try:
+        rig.handle.models = (await client.models()).models
+    finally:
+        await client.aclose()
+    job_id = rig.submit(req(model=None))
+    await rig.dispatcher.start()
+    [job] = await rig.wait([job_id])
+    assert job.status == JobStatus.completed and job.attempts == 1
+    assert job.request.model is None and len(job.results) == 1
+
+
+async def test_an_idle_dispatcher_leaves_the_store_alone_until_woken(rig_factory: Any) -> None:
+    rig = rig_factory(idle_poll_s=3600)
+    statements: list[str] = []
+    sa.event.listen(rig.store.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    await rig.dispatcher.start()
+    await asyncio.sleep(0.3)  # its first round
+    statements.clear()
+    await asyncio.sleep(1.0)
+    # At most one housekeeping pass (lapsed leases, deadlines); polling at 20 Hz would be ~40 statements.
+    assert len(statements) <= 6, statements
+    # A submit here wakes it: with an hour between polls, nothing else could start the job.
+    job_id = rig.submit(req())
+    rig.dispatcher.notify()
+    [job] = await rig.wait([job_id])
+    assert job.status == JobStatus.completed
+
+
+@pytest.mark.postgres
+async def test_a_submit_on_another_gateway_wakes_the_dispatcher(tmp_path: Path, worker_url: str) -> None:
+    url = os.environ.get("ABLEREFUSAL_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    schema = f"t_wake_{uuid.uuid4().hex[:12]}"
+    here = JobStore(url, schema=schema)
+    elsewhere = JobStore(url, schema=schema)
+    rig = Rig(tmp_path, worker_url, store=here, idle_poll_s=3600)
+    try:
+        await rig.dispatcher.start()
+        # Another gateway's submit: no notify() here, and an hour between polls. Only NOTIFY can wake us.
+        job_id = await asyncio.to_thread(lambda: elsewhere.submit(req()).job.id)
+        [job] = await rig.wait([job_id])
+        assert job.status == JobStatus.completed
+    finally:
+        await rig.dispatcher.stop()
+        here.close()
+        with elsewhere.engine.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        elsewhere.close()
 
 
 def test_call_building_seeds_and_memory_options(tmp_path: Path) -> None:
@@ -227,7 +400,7 @@ def test_call_building_seeds_and_memory_options(tmp_path: Path) -> None:
         ClaimedJob(id="a", attempt=1, request=req(seed=SEED_MAX - 1, batch_size=3), deadline_at=0, memory_saving=False),
         ClaimedJob(id="b", attempt=2, request=req(prompt="b", seed=4), deadline_at=0, memory_saving=True),
     ]
-    call = _Call(rig.dispatcher, rig.handle, WorkerClient(rig.handle.url), claims).build(MODEL)
+    call = Call(rig.dispatcher, rig.handle, WorkerSlot("w0"), WorkerClient(rig.handle.url), claims).build(MODEL)
     assert [i.seeds for i in call.items] == [[SEED_MAX - 1, SEED_MAX, 0], [4]]
     assert call.memory == MEMORY_SAVING and call.model == MODEL and not call.previews
     assert item_seeds(7, 2) == [7, 8]
@@ -239,7 +412,7 @@ async def test_a_job_that_ends_right_after_an_image_keeps_it(tmp_path: Path) -> 
     rig = Rig(tmp_path, "http://127.0.0.1:1")
     job_id = rig.submit(req(batch_size=2))
     [claim] = rig.store.claim("w0")
-    call = _Call(rig.dispatcher, rig.handle, WorkerClient(rig.handle.url), [claim])
+    call = Call(rig.dispatcher, rig.handle, WorkerSlot("w0"), WorkerClient(rig.handle.url), [claim])
     buffer = io.BytesIO()
     Image.new("RGB", (8, 8), (200, 10, 10)).save(buffer, format="PNG")
     png = base64.b64encode(buffer.getvalue()).decode()
@@ -314,11 +487,25 @@ async def test_busy_worker_does_not_use_up_attempts(rig_factory: Any, worker_url
     assert job.status == JobStatus.completed and job.attempts == 1
 
 
-async def test_leases_are_renewed_while_a_call_runs(rig_factory: Any) -> None:
-    # 150 CPU steps outlast a 2 s lease several times over; the dispatcher's own housekeeping would
-    # requeue the job (attempt 2) if renewals stopped.
+async def test_leases_are_renewed_while_a_call_runs(rig_factory: Any, hold: Hold) -> None:
+    # The job is held until the store's clock is past its first lease and the lease has been renewed; the
+    # dispatcher's own housekeeping would requeue it (attempt 2) had renewals stopped.
     rig = rig_factory(lease_s=2.0)
-    job_id = rig.submit(req(steps=150))
+    job_id = rig.submit(req(prompt=hold.prompt()))
     await rig.dispatcher.start()
+    await rig.wait([job_id], until=frozenset({JobStatus.running}))
+    first_lease = await asyncio.to_thread(_lease_until, rig.store, job_id)
+    deadline = time.monotonic() + WAIT_S
+    while not (time.time() > first_lease and await asyncio.to_thread(_lease_until, rig.store, job_id) > first_lease):
+        assert time.monotonic() < deadline, "the lease was never renewed"
+        await asyncio.sleep(0.1)
+    hold.release()
     [job] = await rig.wait([job_id])
     assert job.status == JobStatus.completed and job.attempts == 1
+
+
+def _lease_until(store: JobStore, job_id: str) -> float:
+    with store.engine.connect() as conn:
+        value = conn.execute(sa.select(jobs_table.c.lease_until).where(jobs_table.c.id == job_id)).scalar_one()
+    assert value is not None, f"job {job_id} holds no lease"
+    return float(value)

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 import pytest
 
-from ablerefusal.gateway.events import EventHub, JobImage, JobProgress, JobStatusChange, follow_job
+from ablerefusal.gateway.events import (
+    EventHub,
+    JobEvent,
+    JobImage,
+    JobProgress,
+    JobStatusChange,
+    Subscription,
+    follow_job,
+)
 from ablerefusal.gateway.jobs import JobNotFound, JobStore
-from ablerefusal.gateway.schemas import GenerateRequest, JobStatus
+from ablerefusal.gateway.schemas import GenerateRequest, Job, JobStatus
 
 
 def make_store(tmp_path: Path) -> JobStore:
@@ -108,3 +117,58 @@ async def test_only_subscribers_that_want_previews_make_a_job_watched() -> None:
     assert not hub.wants_previews("job-1")
     quiet.close()
     assert hub.subscribers("job-1") == 0
+
+
+async def test_a_stale_store_read_never_moves_progress_backwards(tmp_path: Path) -> None:
+    store = make_store(tmp_path)
+    hub = EventHub()
+    job_id = store.submit(request()).job.id
+    [claim] = store.claim("w")
+    reads = 0
+
+    def load(jid: str) -> Job:
+        nonlocal reads
+        reads += 1
+        return store.get(jid)
+
+    events = follow_job(hub, job_id, load, poll_interval_s=0.01)
+    assert (await anext(events)).type == "status"
+    # The hub has step 3 live; the store still holds step 1 (progress writes are throttled).
+    hub.publish(JobProgress(job_id=job_id, step=3, total=4, progress=75))
+    store.record_progress([claim], 1, 4)
+    seen = [await anext(events)]
+    # The follower reads the stale row at least twice while it waits for the next event...
+    polled = reads
+    following = asyncio.ensure_future(anext(events))
+    while reads < polled + 2 and not following.done():
+        await asyncio.sleep(0.01)
+    # ...and the next thing it gives is the hub's step 4, not the store's step 1.
+    hub.publish(JobProgress(job_id=job_id, step=4, total=4, progress=100))
+    seen.append(await following)
+    store.time_out(job_id)
+    hub.publish(JobStatusChange.of(store.get(job_id)))
+    seen += [e async for e in events]
+    steps = [e.step for e in seen if isinstance(e, JobProgress)]
+    assert steps == sorted(set(steps)) and steps[-1] == 4, steps
+    store.close()
+
+
+class _BrokenSubscription(Subscription):
+    """A subscriber with a bug (standing in for any failure inside one subscriber's queue)."""
+
+    def _offer(self, event: JobEvent) -> None:
+        raise RuntimeError("subscriber bug")
+
+
+async def test_a_failing_subscriber_is_logged_and_does_not_starve_the_others(caplog: pytest.LogCaptureFixture) -> None:
+    hub = EventHub()
+    broken = _BrokenSubscription(hub, "job-1", maxsize=8)
+    hub._subs.setdefault("job-1", set()).add(broken)
+    healthy = hub.subscribe("job-1")
+    with caplog.at_level(logging.ERROR, logger="ablerefusal.gateway.events"):
+        hub.publish(JobProgress(job_id="job-1", step=1, total=4, progress=25))
+    received = await healthy.get(timeout=0)
+    assert isinstance(received, JobProgress) and received.step == 1
+    assert any("fan-out" in r.getMessage() and "job-1" in r.getMessage() for r in caplog.records)
+    broken.close()
+    healthy.close()

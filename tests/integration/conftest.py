@@ -17,7 +17,7 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A models dir holding the tiny SD 1.5 model (made once per session, in a child process so the test
     process does not pay for importing torch)."""
     models = tmp_path_factory.mktemp("models")
-    code = "import sys; from pathlib import Path; from ablerefusal.worker.tiny import make_tiny; " \
+    code = "import sys; from pathlib import Path; from ablerefusal.testing.tiny import make_tiny; " \
         "make_tiny(Path(sys.argv[1]), 'sd15', 'diffusers')"  # fmt: skip
     subprocess.run([sys.executable, "-c", code, str(models)], check=True, timeout=300)
     return models

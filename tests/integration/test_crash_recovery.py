@@ -12,11 +12,12 @@ import httpx
 import pytest
 from gateway_procs import Gateway, wait_job, wait_until
 
+from holds import Hold
 from procs import worker_proc
 
 pytestmark = pytest.mark.integration
 
-MID: dict[str, Any] = {"prompt": "survive", "width": 64, "height": 64, "steps": 30, "batch_size": 2}
+MID: dict[str, Any] = {"prompt": "survive", "width": 64, "height": 64, "steps": 20, "batch_size": 2}
 # Short leases and backoff so recovery happens within a few seconds.
 FAST_RECOVERY = {
     "ABLEREFUSAL_QUEUE__LEASE_S": "2",
@@ -44,14 +45,17 @@ def worker_pids(gw: Gateway) -> list[int]:
     return [int(p) for p in re.findall(r"started worker pid (\d+)", log)]
 
 
-def test_gateway_kill9_mid_job_then_restart(gateway_factory: Any, tiny_models: Path) -> None:
-    gw: Gateway = gateway_factory("--device", "cpu", models=tiny_models, env=FAST_RECOVERY)
+def test_gateway_kill9_mid_job_then_restart(gateway_factory: Any, tiny_models: Path, tmp_path: Path) -> None:
+    hold = Hold(tmp_path / "holds")
+    gw: Gateway = gateway_factory("--device", "cpu", models=tiny_models, env={**FAST_RECOVERY, **hold.env})
     with gw.client() as client:
-        job_id = client.post("/api/v1/generate", json=MID).json()["id"]
+        # Held after step 1, so the kill lands mid-job whatever the machine's speed.
+        job_id = client.post("/api/v1/generate", json={**MID, "prompt": hold.prompt("survive")}).json()["id"]
         queued = client.post("/api/v1/generate", json={**MID, "steps": 2}).json()["id"]
         wait_running(client, job_id)
     assert gw.proc is not None
     gw.proc.kill9()
+    hold.release()  # the retry runs through
     gw.start()
     with gw.client() as client:
         first, second = wait_job(client, job_id, 240), wait_job(client, queued, 240)
@@ -62,12 +66,16 @@ def test_gateway_kill9_mid_job_then_restart(gateway_factory: Any, tiny_models: P
         assert_no_orphans(gw, client)
 
 
-def test_worker_kill9_mid_job_is_restarted_and_job_retried(gateway_factory: Any, tiny_models: Path) -> None:
-    gw: Gateway = gateway_factory("--device", "cpu", models=tiny_models, env=FAST_RECOVERY)
+def test_worker_kill9_mid_job_is_restarted_and_job_retried(
+    gateway_factory: Any, tiny_models: Path, tmp_path: Path
+) -> None:
+    hold = Hold(tmp_path / "holds")
+    gw: Gateway = gateway_factory("--device", "cpu", models=tiny_models, env={**FAST_RECOVERY, **hold.env})
     with gw.client() as client:
-        job_id = client.post("/api/v1/generate", json=MID).json()["id"]
+        job_id = client.post("/api/v1/generate", json={**MID, "prompt": hold.prompt("survive")}).json()["id"]
         wait_running(client, job_id)
         os.kill(worker_pids(gw)[-1], signal.SIGKILL)
+        hold.release()
         job = wait_job(client, job_id, 240)
         assert job["status"] == "completed", job
         assert job["attempts"] >= 2

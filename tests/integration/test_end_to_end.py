@@ -13,19 +13,35 @@ import httpx
 import pytest
 from gateway_procs import Gateway, make_gateway, wait_job, wait_until
 
+from holds import Hold
+
 pytestmark = pytest.mark.integration
 
 SMALL: dict[str, Any] = {"prompt": "a red cube", "width": 64, "height": 64, "steps": 1}
-# Long enough on the tiny model to cancel or time out while it runs.
-LONG: dict[str, Any] = {"prompt": "a long one", "width": 256, "height": 256, "steps": 150}
 
 
 @pytest.fixture(scope="module")
-def gw(tmp_path_factory: pytest.TempPathFactory, tiny_models: Path) -> Iterator[Gateway]:
-    gateway = make_gateway(tmp_path_factory.mktemp("e2e"), tiny_models, "--device", "cpu")
+def hold_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("holds")
+
+
+@pytest.fixture
+def hold(hold_dir: Path) -> Iterator[Hold]:
+    """Jobs to cancel or time out while they run are held after step 1 (tests/holds.py)."""
+    with Hold(hold_dir) as held:
+        yield held
+
+
+@pytest.fixture(scope="module")
+def gw(tmp_path_factory: pytest.TempPathFactory, tiny_models: Path, hold_dir: Path) -> Iterator[Gateway]:
+    gateway = make_gateway(tmp_path_factory.mktemp("e2e"), tiny_models, "--device", "cpu", env=Hold(hold_dir).env)
     gateway.start()
     yield gateway
     gateway.stop()
+
+
+def held(hold: Hold, **over: Any) -> dict[str, Any]:
+    return {**SMALL, "prompt": hold.prompt("a held one"), "steps": 20, **over}
 
 
 @pytest.fixture
@@ -91,9 +107,10 @@ def test_sse_streams_progress_images_and_terminal_status(client: httpx.Client) -
     assert events[-1][1]["terminal"] is True
 
 
-def test_cancel_running_and_queued(client: httpx.Client) -> None:
-    running = client.post("/api/v1/generate", json=LONG).json()["id"]
-    queued = client.post("/api/v1/generate", json={**LONG, "steps": 149}).json()["id"]
+def test_cancel_running_and_queued(client: httpx.Client, hold: Hold) -> None:
+    running = client.post("/api/v1/generate", json=held(hold)).json()["id"]
+    # Other steps keep it out of the held job's call: it waits in the queue behind it.
+    queued = client.post("/api/v1/generate", json={**SMALL, "steps": 19}).json()["id"]
     wait_running(client, running)
     assert client.post(f"/api/v1/generate/{queued}/cancel").json()["status"] == "cancelled"
     client.post(f"/api/v1/generate/{running}/cancel")
@@ -104,22 +121,24 @@ def test_cancel_running_and_queued(client: httpx.Client) -> None:
     assert client.get(f"/api/v1/generate/{queued}").json()["attempts"] == 0
 
 
-def test_timeout_keeps_partial_results(client: httpx.Client) -> None:
-    job_id = client.post("/api/v1/generate", json={**LONG, "timeout_s": 2}).json()["id"]
+def test_timeout_keeps_partial_results(client: httpx.Client, hold: Hold) -> None:
+    job_id = client.post("/api/v1/generate", json=held(hold, timeout_s=2)).json()["id"]
     job = wait_job(client, job_id)
     assert job["status"] == "timed_out"
     assert job["error"]["code"] == "timeout"
     assert job["step"] < job["total_steps"]
-    resp = client.post("/api/v1/generate", params={"wait": 60}, json={**LONG, "timeout_s": 1})
+    resp = client.post("/api/v1/generate", params={"wait": 60}, json=held(hold, timeout_s=1))
     assert resp.status_code == 408 and resp.json()["job"]["status"] == "timed_out"
 
 
-def test_priority_runs_first(client: httpx.Client) -> None:
-    blocker = client.post("/api/v1/generate", json={**SMALL, "steps": 40}).json()["id"]
+def test_priority_runs_first(client: httpx.Client, hold: Hold) -> None:
+    blocker = client.post("/api/v1/generate", json=held(hold)).json()["id"]
     wait_running(client, blocker)
     # Different steps keep them from being coalesced into one call.
     low = client.post("/api/v1/generate", json={**SMALL, "steps": 1, "priority": 0}).json()["id"]
     high = client.post("/api/v1/generate", json={**SMALL, "steps": 2, "priority": 10}).json()["id"]
+    assert [client.get(f"/api/v1/generate/{i}").json()["status"] for i in (low, high)] == ["queued", "queued"]
+    hold.release()
     jobs = [wait_job(client, i) for i in (blocker, low, high)]
     assert all(j["status"] == "completed" for j in jobs)
     assert jobs[2]["started_at"] < jobs[1]["started_at"]

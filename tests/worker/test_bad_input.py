@@ -37,9 +37,15 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     ("bad memory option", call_body(memory={"turbo": True}), "memory.turbo"),
     ("duplicate job ids", call_body(items=[ITEM, ITEM]), "items"),
     ("too many images", call_body(items=[_item(job_id=f"j{i}", seeds=[1, 2, 3, 4]) for i in range(5)]), "items"),
+    ("item cfg too high", call_body(items=[_item(cfg_scale=30.5)]), "items.0.cfg_scale"),
+    (
+        "guided and unguided items",
+        call_body(cfg_scale=7.0, items=[ITEM, _item(job_id="k", cfg_scale=1.0)]),
+        "items",
+    ),
     ("unknown sampler", call_body(sampler="warp drive"), "sampler"),
     ("traversal model id", call_body(model="../tiny-sd15"), "model"),
-    ("path model id", call_body(model="sub/tiny-sd15"), "model"),
+    ("path model id", call_body(model="sub/dir/tiny-sd15"), "model"),
     ("absolute model id", call_body(model="/etc/passwd"), "model"),
     ("dotdot model id", call_body(model=".."), "model"),
 ]

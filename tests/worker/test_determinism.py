@@ -34,6 +34,28 @@ def test_item_of_a_coalesced_call_equals_the_job_alone(worker_client: TestClient
             assert np.array_equal(pixels(event), pixels(together[(job, idx)])), (job, idx)
 
 
+@pytest.mark.parametrize("model", ["tiny-sd15", "tiny-sdxl"])
+def test_items_with_their_own_cfg_scale_equal_the_jobs_alone(worker_client: TestClient, model: str) -> None:
+    # The call's cfg_scale is 7; items "b" and "c" carry their own, so guidance differs per image.
+    items = [
+        {"job_id": "a", "prompt": "a forest", "seeds": [1, 2]},
+        {"job_id": "b", "prompt": "a desert at night", "negative_prompt": "people", "seeds": [9], "cfg_scale": 5.0},
+        {"job_id": "c", "prompt": "a harbour", "seeds": [4], "cfg_scale": 9.3},
+    ]
+    together = images(run_call(worker_client, call_body(model, cfg_scale=7.0, items=items)))
+    for item in items:
+        cfg = item.pop("cfg_scale", 7.0)
+        alone = images(run_call(worker_client, call_body(model, cfg_scale=cfg, items=[item])))
+        for (job, idx), event in alone.items():
+            assert np.array_equal(pixels(event), pixels(together[(job, idx)])), (job, idx)
+            # The PNG's parameters name the scale the image was made with, not the call's.
+            assert together[(job, idx)].metadata["cfg_scale"] == cfg
+            assert f"CFG scale: {cfg:g}" in together[(job, idx)].infotext
+    # Guidance matters: the same seed at another scale is another image.
+    other = images(run_call(worker_client, call_body(model, cfg_scale=9.3, items=[items[0]])))
+    assert not np.array_equal(pixels(other[("a", 0)]), pixels(together[("a", 0)]))
+
+
 def test_same_call_twice_is_identical_and_seed_matters(worker_client: TestClient) -> None:
     first = images(run_call(worker_client, call_body()))[("job-1", 0)]
     second = images(run_call(worker_client, call_body()))[("job-1", 0)]

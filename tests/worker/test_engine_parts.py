@@ -11,11 +11,11 @@ from fastapi.testclient import TestClient
 from pydantic import ValidationError
 from worker_helpers import call_body, images, pixels, run_call, wait_ready
 
+from ablerefusal.testing.ldm import pipeline_to_ldm
+from ablerefusal.testing.tiny import build_tiny_pipeline
 from ablerefusal.worker.app import create_app
-from ablerefusal.worker.engine.ldm import pipeline_to_ldm
 from ablerefusal.worker.service import WorkerService
 from ablerefusal.worker.settings import WorkerSettings, load_worker_settings
-from ablerefusal.worker.tiny import build_tiny_pipeline
 
 
 @pytest.mark.parametrize("family", ["sd15", "sdxl"])

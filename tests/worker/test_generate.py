@@ -9,7 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 from worker_helpers import call_body, images, pixels, png, run_call
 
-from ablerefusal.worker.engine.samplers import SAMPLER_SPECS
+from ablerefusal.protocol import PROTOCOL_VERSION
+from ablerefusal.samplers import SAMPLER_SPECS
 
 MODELS = ["tiny-sd15", "tiny-sd15-single", "tiny-sdxl", "tiny-sdxl-single"]
 
@@ -100,7 +101,7 @@ def test_info_reports_device_and_samplers(worker_client: TestClient) -> None:
     info = worker_client.get("/v1/info").json()
     assert info["device"] == "cpu" and info["dtype"] == "float32"
     assert info["worker_id"] == "test-worker"
-    assert info["protocol_version"] == "1"
+    assert info["protocol_version"] == PROTOCOL_VERSION
     assert {s["id"] for s in info["samplers"]} == {s.id for s in SAMPLER_SPECS}
     assert {"torch", "diffusers", "transformers"} <= set(info["versions"])
     assert info["fallback_reason"] is None

@@ -17,6 +17,7 @@ from worker_helpers import call_body, wait_ready
 from ablerefusal.protocol import ModelFamily
 from ablerefusal.worker.app import create_app
 from ablerefusal.worker.engine.detection import UnsupportedModelError, family_from_tensor_names, read_safetensors_header
+from ablerefusal.worker.engine.errors import InvalidRequestError
 from ablerefusal.worker.engine.registry import ModelRegistry
 from ablerefusal.worker.settings import WorkerSettings
 
@@ -125,12 +126,28 @@ def test_allow_pickle_offers_real_pickles_but_not_garbage(hostile_dir: tuple[Pat
     assert not marker.exists()
 
 
-def test_hub_ids_get_path_free_ids() -> None:
+def test_a_hub_id_is_its_own_model_id() -> None:
+    # serve.py makes the default hub repo the default model by its repo id: the worker must accept that id.
     registry = ModelRegistry(Path("/nonexistent"), ["stabilityai/stable-diffusion-xl-base-1.0", "org/sd15-x"], False)
     entries = registry.scan()
-    assert set(entries) == {"stabilityai--stable-diffusion-xl-base-1.0", "org--sd15-x"}
-    assert entries["stabilityai--stable-diffusion-xl-base-1.0"].family is ModelFamily.sdxl
-    assert entries["org--sd15-x"].format.value == "hub"
+    assert set(entries) == {"stabilityai/stable-diffusion-xl-base-1.0", "org/sd15-x"}
+    assert entries["stabilityai/stable-diffusion-xl-base-1.0"].family is ModelFamily.sdxl
+    assert registry.get("org/sd15-x").format.value == "hub"
+
+
+@pytest.mark.parametrize("model_id", ["../x", "/etc/passwd", "org/../x", "a/b/c", "org\\x", "org/", "/x"])
+def test_ids_that_could_name_a_path_are_refused(model_id: str) -> None:
+    registry = ModelRegistry(Path("/nonexistent"), ["org/x"], False)
+    registry.scan()
+    with pytest.raises(InvalidRequestError) as err:
+        registry.get(model_id)
+    assert err.value.details[0].field == "model"
+
+
+def test_a_configured_hub_id_that_is_not_one_is_refused_with_the_reason() -> None:
+    registry = ModelRegistry(Path("/nonexistent"), ["../../etc"], False)
+    assert registry.scan() == {}
+    assert "owner/name" in registry.refused()["../../etc"]
 
 
 def test_refresh_rescans_only_when_the_models_dir_changed(tmp_path: Path, tiny_sd15_single_file: Path) -> None:

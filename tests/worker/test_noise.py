@@ -8,9 +8,10 @@ import pytest
 import torch
 from diffusers.utils import torch_utils
 
+from ablerefusal.samplers import resolve_sampler, sampler_spec
+from ablerefusal.testing.tiny import build_tiny_pipeline
 from ablerefusal.worker.engine import noise
-from ablerefusal.worker.engine.samplers import build_scheduler, resolve_sampler
-from ablerefusal.worker.tiny import build_tiny_pipeline
+from ablerefusal.worker.engine.samplers import build_scheduler
 
 
 def generators(*seeds: int) -> list[torch.Generator]:
@@ -19,7 +20,7 @@ def generators(*seeds: int) -> list[torch.Generator]:
 
 def test_route_noise_points_pipeline_and_scheduler_modules_at_it() -> None:
     pipe = build_tiny_pipeline("sd15")
-    sampler = resolve_sampler("euler_a")
+    sampler = sampler_spec(resolve_sampler("euler_a").id)
     pipe.scheduler = build_scheduler(sampler, dict(pipe.scheduler.config), [1])
     noise.route_noise(pipe, pipe.scheduler)
     for obj in (pipe, pipe.scheduler):

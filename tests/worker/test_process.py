@@ -67,3 +67,17 @@ def test_models_cli_make_tiny_says_noise_and_list_shows_it(tmp_path: Path) -> No
         "single-file",
         True,
     )
+
+
+def test_probes_leave_no_access_line_and_other_requests_do(tmp_path: Path) -> None:
+    # A gateway probes each worker several times a second while it starts; it forwards this log into its own.
+    proc = worker_proc(tmp_path, tmp_path / "worker.log")
+    with proc.start():
+        for _ in range(3):
+            for path in ("/v1/health", "/v1/ready", "/v1/info", "/v1/models"):
+                assert httpx.get(proc.url + path, timeout=30).status_code == 200
+        assert httpx.post(proc.url + "/v1/generate", json={"steps": 0}, timeout=30).status_code == 400
+        assert httpx.get(proc.url + "/v1/nowhere", timeout=30).status_code == 404
+    log = proc.log_tail(100_000)
+    assert '"POST /v1/generate HTTP/1.1" 400' in log and '"GET /v1/nowhere HTTP/1.1" 404' in log
+    assert not [line for line in log.splitlines() if "GET /v1/" in line and "/v1/nowhere" not in line]

@@ -13,10 +13,12 @@ from fastapi.middleware.cors import CORSMiddleware
 from ablerefusal.gateway import outputs
 from ablerefusal.gateway.api import api_router
 from ablerefusal.gateway.compat import a1111_router, openai_router
-from ablerefusal.gateway.errors import BodySizeLimit, install_error_handlers
+from ablerefusal.gateway.errors import install_error_handlers
 from ablerefusal.gateway.metrics import GatewayMetrics
 from ablerefusal.gateway.metrics_route import router as metrics_router
 from ablerefusal.gateway.runtime import Runtime
+from ablerefusal.gateway.security import install_request_guards
+from ablerefusal.gateway.security_headers import SecurityHeaders
 from ablerefusal.gateway.settings import Settings
 from ablerefusal.gateway.web import mount_web_ui
 
@@ -44,7 +46,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = GatewayMetrics()
     install_error_handlers(app)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.server.max_body_bytes)
+    install_request_guards(app, settings)
+    app.add_middleware(SecurityHeaders)
     server = settings.server
     if server.enable_cors:
         app.add_middleware(
@@ -60,5 +63,5 @@ def create_app(settings: Settings) -> FastAPI:
     # Compatibility APIs carry their own prefixes, auth and error shapes.
     app.include_router(a1111_router)
     app.include_router(openai_router)
-    mount_web_ui(app, server.web_dir)
+    mount_web_ui(app, server.web_dir, server.frame_ancestors)
     return app

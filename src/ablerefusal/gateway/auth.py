@@ -1,18 +1,53 @@
-"""Optional API keys: ``Authorization: Bearer <key>`` on /api/v1 and /outputs when ``auth.api_keys``
-is set."""
+"""Optional API keys: ``Authorization: Bearer <key>`` on /api/v1 and /outputs when ``auth.api_keys`` (or
+``auth.admin_keys``) is set.
+
+Jobs belong to the key that submitted them: each request is resolved to a ``Principal`` that names its key
+by a key id (a hash prefix, never the key itself, which is what the job store keeps) and says whether it is
+an admin key, which sees and changes every job.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import ipaddress
+from dataclasses import dataclass
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ablerefusal.gateway.errors import ApiException
+from ablerefusal.gateway.settings import AuthSettings
 
 # auto_error=False: with no keys configured the API is open, and a missing header must not be an error.
 bearer_scheme = HTTPBearer(auto_error=False, description="API key from auth.api_keys, when keys are configured.")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is asking. ``owner`` is the key id jobs are stored under (None when no keys are configured);
+    ``admin`` may see and change every job."""
+
+    owner: str | None
+    admin: bool
+
+    def may_access(self, job_owner: str | None) -> bool:
+        return self.admin or job_owner == self.owner
+
+    @property
+    def scope(self) -> str | None:
+        """The owner whose jobs listings show; None for all of them."""
+        return None if self.admin else self.owner
+
+
+# No keys configured: one user (the machine's), who is everyone's admin.
+OPEN = Principal(owner=None, admin=True)
+
+
+def key_id(key: str) -> str:
+    """What the job store keeps of a key: enough to tell keys apart, nothing to authenticate with."""
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 def key_matches(presented: str, keys: list[str]) -> bool:
@@ -23,18 +58,44 @@ def key_matches(presented: str, keys: list[str]) -> bool:
     return found
 
 
+def principal_for(auth: AuthSettings, presented: str | None) -> Principal | None:
+    """The principal a presented key stands for; None when keys are configured and it is not one."""
+    if not auth.all_keys:
+        return OPEN
+    if presented is None or not key_matches(presented, auth.all_keys):
+        return None
+    return Principal(owner=key_id(presented), admin=key_matches(presented, auth.admin_keys))
+
+
+def principal_of(request: Request) -> Principal:
+    """The principal an auth dependency resolved for this request (open when there was none to resolve)."""
+    principal: Principal = getattr(request.state, "principal", OPEN)
+    return principal
+
+
 async def require_api_key(request: Request) -> None:
-    keys: list[str] = request.app.state.settings.auth.api_keys
-    if not keys:
-        return
     credentials: HTTPAuthorizationCredentials | None = await bearer_scheme(request)
-    if credentials is None or not key_matches(credentials.credentials, keys):
+    auth: AuthSettings = request.app.state.settings.auth
+    principal = principal_for(auth, credentials.credentials if credentials else None)
+    if principal is None:
         raise ApiException(
             401,
             "unauthorized",
             "missing or invalid API key: send 'Authorization: Bearer <key>'",
             headers={"WWW-Authenticate": "Bearer"},
         )
+    request.state.principal = principal
+
+
+async def optional_principal(request: Request) -> Principal | None:
+    """For open routes (readiness): who is asking if they sent a valid key, else None."""
+    credentials: HTTPAuthorizationCredentials | None = await bearer_scheme(request)
+    auth: AuthSettings = request.app.state.settings.auth
+    return principal_for(auth, credentials.credentials if credentials else None)
+
+
+PrincipalDep = Annotated[Principal, Depends(principal_of)]
+OptionalPrincipalDep = Annotated[Principal | None, Depends(optional_principal)]
 
 
 def is_loopback(host: str) -> bool:

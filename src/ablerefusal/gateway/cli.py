@@ -1,4 +1,5 @@
-"""Gateway commands of the ``ablerefusal`` CLI: ``serve`` (the gateway) and ``generate`` (a client)."""
+"""Gateway commands of the ``ablerefusal`` CLI: ``serve`` (the gateway), ``generate`` (a client) and ``db``
+(job store schema migrations)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
 from ablerefusal.gateway.settings import load_settings
 
@@ -13,6 +15,50 @@ from ablerefusal.gateway.settings import load_settings
 def register(app: typer.Typer) -> None:
     app.command("serve")(serve)
     app.command("generate")(generate)
+    db = typer.Typer(help="Job store schema: migrate it (gateways also do at start) or show its revision.")
+    db.command("upgrade")(db_upgrade)
+    db.command("current")(db_current)
+    app.add_typer(db, name="db")
+
+
+ConfigOption = Annotated[Path | None, typer.Option(help="config.yaml to read.", exists=True, dir_okay=False)]
+DatabaseUrlOption = Annotated[
+    str | None, typer.Option(help="sqlite:///path or postgresql://… job store (default: from the config).")
+]
+
+
+def _database_url(config: Path | None, database_url: str | None) -> str:
+    overrides = {"storage": {"database_url": database_url}} if database_url else {}
+    return load_settings(config, overrides).storage.database_url
+
+
+def db_upgrade(config: ConfigOption = None, database_url: DatabaseUrlOption = None) -> None:
+    """Bring the job store's schema to this version's newest revision (safe to run while gateways run)."""
+    from ablerefusal.gateway.jobs import migrate
+    from ablerefusal.gateway.jobs.engine import make_engine
+
+    engine = make_engine(_database_url(config, database_url))
+    try:
+        before = migrate.current(engine)
+        after = migrate.upgrade(engine)
+    finally:
+        engine.dispose()
+    typer.echo(f"job store at revision {after} (was {before or 'none'})")
+
+
+def db_current(config: ConfigOption = None, database_url: DatabaseUrlOption = None) -> None:
+    """Print the job store's schema revision and the newest one this version knows."""
+    from ablerefusal.gateway.jobs import migrate
+    from ablerefusal.gateway.jobs.engine import make_engine
+
+    engine = make_engine(_database_url(config, database_url))
+    try:
+        now = migrate.current(engine)
+    finally:
+        engine.dispose()
+    head = migrate.head()
+    state = "up to date" if now == head else "needs `ablerefusal db upgrade`"
+    typer.echo(f"job store at revision {now or 'none'}; newest known {head}: {state}")
 
 
 def serve(
@@ -65,7 +111,11 @@ def serve(
         overrides["storage"]["models_dir"] = str(models_dir)
     if api_key:
         overrides["auth"]["api_keys"] = list(api_key)
-    settings = load_settings(config, {k: v for k, v in overrides.items() if v})
+    try:
+        settings = load_settings(config, {k: v for k, v in overrides.items() if v})
+    except ValidationError as exc:
+        # A refused setting (a blank API key, CORS '*' with credentials, …) stops the start with its rule.
+        raise SystemExit(f"ablerefusal serve: invalid configuration\n{exc}") from None
     run_server(settings, insecure=insecure, demo_if_empty=demo_if_empty)
 
 
@@ -86,7 +136,7 @@ def generate(
     api_key: Annotated[str | None, typer.Option("--api-key", help="Bearer key.", envvar="ABLEREFUSAL_API_KEY")] = None,
 ) -> None:
     """Submit a job to a running gateway, show its progress, and save the images."""
-    from ablerefusal.gateway.client_cli import run_generate
+    from ablerefusal.client.generate import run_generate
 
     body: dict[str, object] = {"prompt": prompt, "negative_prompt": negative, "seed": seed}
     body["batch_size"] = batch_size

@@ -14,7 +14,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ablerefusal.gateway.schemas import ApiError, ErrorEnvelope, FieldError, Job
 
@@ -122,10 +121,21 @@ async def _api_handler(request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc)
 
 
+def from_http_exception(exc: StarletteHTTPException) -> ApiException:
+    """Our error for an HTTPException raised by Starlette or FastAPI themselves."""
+    code = _STATUS_CODES.get(exc.status_code, "error")
+    headers = dict(exc.headers or {})
+    if isinstance(exc.__cause__, RecursionError):
+        # FastAPI says only "error parsing the body" when json.loads gives up on nesting depth.
+        message = "body: JSON nested too deeply (arrays and objects may nest at most about 900 levels)"
+        details = [FieldError(field="body", message="JSON nested too deeply")]
+        return ApiException(exc.status_code, code, message, details=details, headers=headers)
+    return ApiException(exc.status_code, code, str(exc.detail), headers=headers)
+
+
 async def _http_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    code = _STATUS_CODES.get(exc.status_code, "error")
-    return error_response(ApiException(exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {})))
+    return error_response(from_http_exception(exc))
 
 
 async def _unhandled_handler(request: Request, exc: Exception) -> JSONResponse:
@@ -138,62 +148,3 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiException, _api_handler)
     app.add_exception_handler(StarletteHTTPException, _http_handler)
     app.add_exception_handler(Exception, _unhandled_handler)
-
-
-class BodySizeLimit:
-    """Pure ASGI middleware: refuses bodies over ``max_bytes`` with 413, whether the client announced the
-    length or streams it chunked (a declared length alone can lie)."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        for name, value in scope.get("headers", []):
-            if name == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    declared = -1
-                if declared > self.max_bytes:
-                    await self._refuse(scope, receive, send)
-                    return
-        received = 0
-        response_started = False
-
-        async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise _TooLarge
-            return message
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal response_started
-            if message["type"] == "http.response.start":
-                response_started = True
-            await send(message)
-
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _TooLarge:
-            if not response_started:
-                await self._refuse(scope, receive, send)
-
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        exc = ApiException(
-            413,
-            "payload_too_large",
-            f"request body exceeds server.max_body_bytes ({self.max_bytes} bytes)",
-            details=[FieldError(field="body", message=f"must be at most {self.max_bytes} bytes")],
-        )
-        await error_response(exc)(scope, receive, send)
-
-
-class _TooLarge(Exception):
-    pass

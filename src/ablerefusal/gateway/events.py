@@ -9,19 +9,28 @@ Another gateway may run the job (several gateways on one PostgreSQL store): its 
 process's hub. ``follow_job`` covers both cases: it starts from the store's snapshot, streams hub events,
 and between them polls the store every ``poll_interval_s`` to synthesise events for changes the hub did not
 carry, ending after the terminal status. The SSE endpoint should iterate ``follow_job``, not the hub.
+
+``QueueListener`` carries one signal across gateways: "a job can be claimed", PostgreSQL ``NOTIFY`` from the
+store's submits, which wakes idle dispatchers everywhere.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Annotated, Literal, Protocol
 
+import psycopg
+from psycopg import sql
 from pydantic import BaseModel, Field
 
 from ablerefusal.gateway.schemas import TERMINAL_STATUSES, Job, JobResult, JobStatus
+
+log = logging.getLogger(__name__)
+# Reconnect delays of a listener whose connection broke: from the first to the largest.
+LISTEN_RETRY_S = (0.5, 30.0)
 
 
 class JobProgress(BaseModel):
@@ -141,9 +150,13 @@ class EventHub:
         return any(sub.previews for sub in self._subs.get(job_id, ()))
 
     def publish(self, event: JobEvent) -> None:
-        """Hand ``event`` to every subscriber of its job; never blocks."""
+        """Hand ``event`` to every subscriber of its job; never blocks, and one failing subscriber
+        neither stops the others nor the publisher (the dispatcher, mid-call)."""
         for sub in list(self._subs.get(event.job_id, ())):
-            sub._offer(event)
+            try:
+                sub._offer(event)
+            except Exception:
+                log.exception("event fan-out: a subscriber of job %s failed on a %s event", event.job_id, event.type)
 
     def publish_job(self, job: Job) -> None:
         """Publish a status change carrying the whole job."""
@@ -168,20 +181,24 @@ class _Tracker:
                 return False
             self.images.add(event.result.index)
         elif isinstance(event, JobProgress):
-            if event.step == self.step:
+            # Store writes of progress are throttled, so a poll can read a step older than one the hub already
+            # delivered: progress only moves forward within an attempt.
+            if event.step <= self.step:
                 return False
             self.step = event.step
         elif isinstance(event, JobStatusChange):
             if event.status == self.status and not event.terminal:
                 return False
             self.status = event.status
+            if event.status != JobStatus.running:
+                self.step = -1  # a retried job starts again from step 1
         return True
 
     def from_snapshot(self, job: Job) -> list[JobEvent]:
         """Events for whatever changed between what was sent and ``job``. A new non-terminal status comes
         first (running, then its progress); a terminal one last (the images, then the end)."""
         events: list[JobEvent] = []
-        if job.status == JobStatus.running and job.step > 0 and job.step != self.step:
+        if job.status == JobStatus.running and job.step > 0 and job.step > self.step:
             events.append(JobProgress(job_id=job.id, step=job.step, total=job.total_steps, progress=job.progress))
         events += [JobImage(job_id=job.id, result=r) for r in job.results if r.index not in self.images]
         if job.status != self.status:
@@ -226,5 +243,35 @@ async def follow_job(
                 if isinstance(event, JobStatusChange) and event.terminal:
                     return
     finally:
-        with contextlib.suppress(Exception):
+        try:
             sub.close()
+        except Exception:
+            log.exception("event fan-out: closing a subscription of job %s failed", job_id)
+
+
+class QueueListener:
+    """Calls ``on_notify`` whenever a store on the same PostgreSQL database announces a claimable job on
+    ``channel`` with ``payload`` (its schema). Runs until cancelled; reconnects with backoff after a
+    connection loss, and wakes the dispatcher after each reconnect in case it missed something."""
+
+    def __init__(self, url: str, channel: str, payload: str, on_notify: Callable[[], None]) -> None:
+        self._url = url
+        self._channel = channel
+        self._payload = payload
+        self._on_notify = on_notify
+
+    async def run(self) -> None:
+        delay = LISTEN_RETRY_S[0]
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(self._url, autocommit=True) as conn:
+                    await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
+                    delay = LISTEN_RETRY_S[0]
+                    self._on_notify()
+                    async for note in conn.notifies():
+                        if note.payload == self._payload:
+                            self._on_notify()
+            except psycopg.Error as exc:
+                log.warning("job notifications: %s; reconnecting in %.1fs (polling meanwhile)", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, LISTEN_RETRY_S[1])

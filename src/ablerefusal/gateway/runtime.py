@@ -10,14 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from ablerefusal.gateway.dispatch import Dispatcher
+from ablerefusal.gateway.dispatch import Dispatcher, DispatchWorker
 from ablerefusal.gateway.events import EventHub
 from ablerefusal.gateway.jobs import JobStore
 from ablerefusal.gateway.metrics import GatewayMetrics
 from ablerefusal.gateway.schemas import Job
 from ablerefusal.gateway.services import GatewayService
 from ablerefusal.gateway.settings import Settings
-from ablerefusal.gateway.workers.pool import WorkerPool
+from ablerefusal.gateway.workers.pool import WorkerHandle, WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +36,15 @@ class Runtime:
             self.events,
             self.pool.ready_handles,
             on_finished=self._job_finished,
+            on_worker_lost=self._worker_lost,
+            worker_changes=self.pool.wait_changed,
         )
         self.service = GatewayService(settings, self.store, self.pool, self.events, metrics, self.dispatcher)
+
+    def _worker_lost(self, worker: DispatchWorker, reason: str) -> None:
+        # The dispatcher only ever runs calls on the pool's own handles.
+        assert isinstance(worker, WorkerHandle)
+        self.pool.mark_lost(worker, reason)
 
     def _job_finished(self, job: Job) -> None:
         self.metrics.observe_finished(job)

@@ -98,7 +98,14 @@ class Job(BaseModel):
     request: GenerateRequest = Field(..., description="The validated parameters (seed resolved to the one used).")
     results: list[JobResult] = Field(default_factory=list, description="Finished images, in index order.")
     error: JobError | None = Field(None, description="Why the job failed, timed out or was cancelled.")
-    preview: str | None = Field(None, description="Latest latent preview as a data: URL, while running.")
+    preview: str | None = Field(
+        None,
+        description="Deprecated, null in job reads: the latest preview is at preview_url, and each one comes as "
+        "a `preview` event on /generate/{id}/events.",
+    )
+    preview_url: str | None = Field(
+        None, description="URL of the latest latent preview (JPEG) while the job runs and has one; else null."
+    )
 
 
 class JobPage(BaseModel):

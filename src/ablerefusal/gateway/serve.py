@@ -15,6 +15,8 @@ import uvicorn
 from ablerefusal.gateway.app import create_app
 from ablerefusal.gateway.auth import check_bind_safety
 from ablerefusal.gateway.logs import configure_logging
+from ablerefusal.gateway.security import guard_hosts
+from ablerefusal.gateway.security.connections import uvicorn_options
 from ablerefusal.gateway.settings import Settings
 
 log = logging.getLogger("ablerefusal.gateway")
@@ -78,14 +80,19 @@ def _prepare_dirs(settings: Settings) -> None:
 
 
 async def _serve(settings: Settings) -> None:
+    app = create_app(settings)
+    allowed_hosts = guard_hosts(app, settings.server)
+    if allowed_hosts is None:
+        log.info("Host header not checked (server.allowed_hosts allows any; bound to %s)", settings.server.host)
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(settings),
+            app,
             host=settings.server.host,
             port=settings.server.port,
             log_config=None,
             access_log=False,
             timeout_graceful_shutdown=5,
+            **uvicorn_options(settings.server.header_timeout_s, settings.server.trusted_proxies),
         )
     )
     task = asyncio.create_task(server.serve())
@@ -102,7 +109,7 @@ async def _serve(settings: Settings) -> None:
 
 def run_server(settings: Settings, *, insecure: bool, demo_if_empty: bool) -> None:
     configure_logging()
-    check_bind_safety(settings.server.host, settings.auth.api_keys, insecure)
+    check_bind_safety(settings.server.host, settings.auth.all_keys, insecure)
     if demo_if_empty:
         ensure_demo_model(settings)
     _prepare_dirs(settings)

@@ -8,14 +8,19 @@ store is touched, so a refused request leaves nothing behind.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from pathlib import Path
 
+from ablerefusal.gateway.auth import OPEN, Principal
 from ablerefusal.gateway.dispatch import Dispatcher
+from ablerefusal.gateway.dispatch import default_model as pick_default_model
 from ablerefusal.gateway.errors import ApiException, invalid
-from ablerefusal.gateway.events import EventHub, JobStatusChange, follow_job
-from ablerefusal.gateway.jobs import IdempotencyConflict, JobNotFinished, JobNotFound, JobStore, QueueFull
+from ablerefusal.gateway.events import EventHub, JobEvent, JobStatusChange, follow_job
+from ablerefusal.gateway.jobs import IdempotencyConflict, JobNotFinished, JobNotFound, JobStore, QueueFull, request_hash
 from ablerefusal.gateway.metrics import GatewayMetrics
 from ablerefusal.gateway.schemas import (
     GenerateRequest,
@@ -25,29 +30,43 @@ from ablerefusal.gateway.schemas import (
     ModelsResponse,
     QueueStatus,
     ReadyResponse,
+    WorkerStatus,
 )
 from ablerefusal.gateway.settings import Settings
 from ablerefusal.gateway.workers.pool import WorkerPool
 from ablerefusal.protocol import SamplerInfo
-from ablerefusal.worker.engine.samplers import SAMPLERS, UnknownSamplerError, resolve_sampler
+from ablerefusal.samplers import SAMPLERS, SamplerError, resolve_sampler
 
 log = logging.getLogger(__name__)
 
 
-def canonical_sampler(name: str) -> str | None:
-    """The sampler id for an id, A1111 name or alias; None when unknown."""
-    try:
-        return resolve_sampler(name).id
-    except UnknownSamplerError:
-        return None
-
-
 def _known_samplers(pool: WorkerPool) -> list[SamplerInfo]:
-    """Samplers the ready workers announce, else the worker package's own table."""
+    """Samplers the ready workers announce, else the shared table (every surface lists and accepts these)."""
     announced = {s.id: s for h in pool.ready_handles() if h.info for s in h.info.samplers}
     if announced:
         return [announced[k] for k in sorted(announced)]
-    return [SamplerInfo(id=s.id, name=s.name, aliases=list(s.aliases)) for s in SAMPLERS]
+    return list(SAMPLERS)
+
+
+def _without_addresses(worker: WorkerStatus, index: int) -> WorkerStatus:
+    # Ids of remote workers are their URLs, and probe errors quote them.
+    return worker.model_copy(
+        update={
+            "id": f"worker-{index + 1}",
+            "url": "",
+            "last_error": None if worker.last_error is None else "not ready (details for admin keys)",
+        }
+    )
+
+
+def _delete_files(output_dir: Path, job_id: str, paths: list[str]) -> None:
+    root = output_dir.resolve()
+    for rel in paths:
+        target = (root / rel).resolve()
+        if target.is_relative_to(root):
+            target.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        (root / job_id).rmdir()  # only when empty: never remove what we did not write
 
 
 class GatewayService:
@@ -72,11 +91,9 @@ class GatewayService:
     # --- validation -------------------------------------------------------------------------------------
 
     def default_model(self) -> str | None:
-        configured = self.settings.inference.default_model
-        if configured:
-            return configured
-        models = self.pool.models()
-        return models[0].id if models else None
+        """The model a job that names none runs with, if it can be told yet (the dispatcher decides for
+        jobs accepted before any worker was ready, by the same rule)."""
+        return pick_default_model(self.settings, self.pool.ready_handles())
 
     def samplers(self) -> list[SamplerInfo]:
         return _known_samplers(self.pool)
@@ -89,10 +106,10 @@ class GatewayService:
                 raise invalid(name, f"must be at most {limit} characters (queue.max_prompt_length)")
         if not request.prompt.strip():
             raise invalid("prompt", "must not be blank")
-        sampler = canonical_sampler(request.sampler)
-        valid = [s.id for s in self.samplers()]
-        if sampler is None or sampler not in valid:
-            raise invalid("sampler", f"unknown sampler {request.sampler!r}; valid ids: {', '.join(valid)}", valid)
+        try:
+            sampler = resolve_sampler(request.sampler, table=self.samplers()).id
+        except SamplerError as exc:
+            raise invalid(exc.field, exc.message, exc.available) from exc
         model = request.model or self.default_model()
         if request.model is not None and self.pool.models_known():
             available = [m.id for m in self.pool.models()]
@@ -110,27 +127,70 @@ class GatewayService:
 
     # --- jobs ---------------------------------------------------------------------------------------------
 
-    async def submit(self, request: GenerateRequest, idempotency_key: str | None = None) -> Job:
-        """Validate and store; the job is durable before this returns."""
+    async def submit(
+        self, request: GenerateRequest, idempotency_key: str | None = None, *, principal: Principal = OPEN
+    ) -> Job:
+        """Validate and store; the job is durable before this returns. It belongs to ``principal``'s key."""
+        # Idempotency compares what the client sent: the defaults filled in below depend on which workers
+        # are ready, so an identical retry could otherwise look like another body.
+        sent_hash = request_hash(request)
         stored = self.validate(request)
+        client_key = idempotency_key
+        if idempotency_key is not None and principal.owner is not None:
+            # Keys are per client: another key's identical Idempotency-Key must not replay this one's job.
+            digest = hashlib.sha256(idempotency_key.encode()).hexdigest()
+            idempotency_key = f"{principal.owner}:{digest}"
         try:
-            submitted = await asyncio.to_thread(self.store.submit, stored, idempotency_key=idempotency_key)
+            submitted = await asyncio.to_thread(
+                self.store.submit, stored, idempotency_key=idempotency_key, body_hash=sent_hash, owner=principal.owner
+            )
         except QueueFull as exc:
             self.metrics.rejected.labels(reason="queue_full").inc()
             raise ApiException(429, "queue_full", str(exc), headers={"Retry-After": str(exc.retry_after)}) from exc
         except IdempotencyConflict as exc:
-            raise ApiException(422, "idempotency_conflict", str(exc)) from exc
+            # Named as the client sent it, not as stored (scoped to its API key).
+            message = str(IdempotencyConflict(client_key or exc.key, exc.job_id))
+            raise ApiException(422, "idempotency_conflict", message) from exc
         if submitted.created:
             self.metrics.submitted.inc()
             log.info("job submitted", extra={"job_id": submitted.job.id})
             self.dispatcher.notify()
         return submitted.job
 
-    async def get(self, job_id: str) -> Job:
+    async def check_access(self, job_id: str, principal: Principal) -> None:
+        """404 unless the job exists and ``principal`` may see it: another key's job is "not found", so its
+        existence is not revealed either."""
+        if principal.admin:
+            return
+        try:
+            owner = await asyncio.to_thread(self.store.owner_of, job_id)
+        except JobNotFound as exc:
+            raise ApiException(404, "not_found", str(exc)) from exc
+        if not principal.may_access(owner):
+            raise ApiException(404, "not_found", str(JobNotFound(job_id)))
+
+    async def get(self, job_id: str, *, principal: Principal = OPEN) -> Job:
+        await self.check_access(job_id, principal)
         try:
             return await asyncio.to_thread(self.store.get, job_id)
         except JobNotFound as exc:
             raise ApiException(404, "not_found", str(exc)) from exc
+
+    async def preview(self, job_id: str, *, principal: Principal = OPEN) -> bytes:
+        """The JPEG of a running job's latest latent preview; 404 when it has none (not running, or
+        nobody watching it live asked the worker for previews)."""
+        await self.check_access(job_id, principal)
+        found = await asyncio.to_thread(self.store.preview, job_id)
+        if found is None:
+            raise ApiException(404, "not_found", f"job {job_id} has no preview now; only running jobs have one")
+        return base64.b64decode(found.jpeg_base64)
+
+    async def with_preview(self, job: Job) -> Job:
+        """``job`` with its latest preview inline (``preview``, a data: URL), for A1111's /progress."""
+        found = await asyncio.to_thread(self.store.preview, job.id)
+        if found is None:
+            return job
+        return job.model_copy(update={"preview": "data:image/jpeg;base64," + found.jpeg_base64})
 
     async def wait(self, job_id: str, timeout: float | None, *, previews: bool = True) -> Job:
         """The job as soon as it is terminal, or as it is when ``timeout`` seconds have passed.
@@ -147,10 +207,17 @@ class GatewayService:
             pass
         return await self.get(job_id)
 
-    async def submit_and_wait(self, request: GenerateRequest, wait_s: float, idempotency_key: str | None = None) -> Job:
+    async def submit_and_wait(
+        self,
+        request: GenerateRequest,
+        wait_s: float,
+        idempotency_key: str | None = None,
+        *,
+        principal: Principal = OPEN,
+    ) -> Job:
         """Synchronous mode: the finished job, or an ApiException carrying the job (408 still running or
         timed out, 500 failed)."""
-        job = await self.submit(request, idempotency_key=idempotency_key)
+        job = await self.submit(request, idempotency_key=idempotency_key, principal=principal)
         # A synchronous client sees only the finished job: no previews to compute for it.
         job = await self.wait(job.id, wait_s, previews=False)
         if job.status == JobStatus.completed:
@@ -163,10 +230,15 @@ class GatewayService:
         reason = "the job's deadline passed" if job.status == JobStatus.timed_out else f"still {job.status}"
         raise ApiException(408, "timeout", f"{reason} after waiting {wait_s:g}s; partial results included", job=job)
 
-    async def list_jobs(self, *, offset: int, limit: int, status: JobStatus | None) -> JobPage:
-        return await asyncio.to_thread(self.store.list_jobs, status=status, offset=offset, limit=limit)
+    async def list_jobs(
+        self, *, offset: int, limit: int, status: JobStatus | None, principal: Principal = OPEN
+    ) -> JobPage:
+        return await asyncio.to_thread(
+            self.store.list_jobs, status=status, offset=offset, limit=limit, owner=principal.scope
+        )
 
-    async def cancel(self, job_id: str) -> Job:
+    async def cancel(self, job_id: str, *, principal: Principal = OPEN) -> Job:
+        await self.check_access(job_id, principal)
         try:
             job = await self.dispatcher.cancel(job_id)
         except JobNotFound as exc:
@@ -174,44 +246,48 @@ class GatewayService:
         log.info("cancel requested, job now %s", job.status.value, extra={"job_id": job_id})
         return job
 
-    async def delete(self, job_id: str) -> None:
+    async def delete(self, job_id: str, *, principal: Principal = OPEN) -> None:
+        await self.check_access(job_id, principal)
         try:
             paths = await asyncio.to_thread(self.store.delete, job_id)
         except JobNotFound as exc:
             raise ApiException(404, "not_found", str(exc)) from exc
         except JobNotFinished as exc:
             raise ApiException(409, "conflict", f"{exc}; cancel it first") from exc
-        root = self.settings.storage.output_dir.resolve()
-        for rel in paths:
-            target = (root / rel).resolve()
-            if target.is_relative_to(root):
-                target.unlink(missing_ok=True)
-        job_dir = root / job_id
-        with contextlib.suppress(OSError):
-            job_dir.rmdir()  # only when empty: never remove what we did not write
+        # Files (and path resolution) off the event loop: a slow disk must not stall every other request.
+        await asyncio.to_thread(_delete_files, self.settings.storage.output_dir, job_id, paths)
         log.info("job deleted with %d file(s)", len(paths), extra={"job_id": job_id})
 
-    async def event_stream(self, job_id: str) -> AsyncIterator[dict[str, str]]:
-        """SSE messages for one job; 404 before the stream starts for an unknown id."""
-        await self.get(job_id)
+    async def event_stream(self, job_id: str, *, principal: Principal = OPEN) -> AsyncIterator[dict[str, str]]:
+        """SSE messages for one job; 404 before the stream starts for an unknown id (or another key's)."""
+        await self.get(job_id, principal=principal)
         return self._sse(job_id)
 
     async def _sse(self, job_id: str) -> AsyncIterator[dict[str, str]]:
-        interval = self.settings.queue.poll_interval_s * 20
-        async for event in follow_job(self.events, job_id, self.store.get, poll_interval_s=interval):
+        async for event in self.follow(job_id):
             yield {"event": event.type, "data": event.model_dump_json()}
+
+    def follow(self, job_id: str, *, previews: bool = True) -> AsyncGenerator[JobEvent, None]:
+        """Every event of one job until it ends, for the live streams (SSE and WebSocket); raises
+        ``JobNotFound`` on first iteration for an unknown id."""
+        interval = self.settings.queue.poll_interval_s * 20
+        return follow_job(self.events, job_id, self.store.get, poll_interval_s=interval, previews=previews)
 
     # --- queue, models, readiness, metrics ----------------------------------------------------------------
 
-    async def queue_status(self) -> QueueStatus:
-        return await asyncio.to_thread(self.store.queue_status)
+    async def queue_status(self, *, principal: Principal = OPEN) -> QueueStatus:
+        """Counts of every job; the running and queued lists hold only what ``principal`` may see."""
+        return await asyncio.to_thread(self.store.queue_status, owner=principal.scope)
 
     def models(self) -> ModelsResponse:
         return ModelsResponse(models=self.pool.models(), default=self.default_model())
 
-    async def ready(self) -> ReadyResponse:
+    async def ready(self, *, show_workers: bool = True) -> ReadyResponse:
+        """Readiness; without ``show_workers`` worker URLs and errors (internal addresses) are withheld."""
         store_ok = await asyncio.to_thread(self.store.ping)
         workers = self.pool.statuses()
+        if not show_workers:
+            workers = [_without_addresses(w, i) for i, w in enumerate(workers)]
         ready_workers = [w for w in workers if w.ready]
         reason = None
         if not store_ok:

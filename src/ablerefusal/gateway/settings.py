@@ -7,10 +7,10 @@ Defaults are safe: loopback bind, SQLite under ./data, CORS off, no pickle loadi
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr, StringConstraints, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from ablerefusal.layered_settings import EnvOverFileSettings, InitOnlySettings
@@ -29,8 +29,53 @@ class ServerSettings(BaseModel):
     max_body_bytes: int = Field(
         8_000_000, ge=1024, description="Largest request body accepted (413 beyond); png-info bodies carry whole PNGs."
     )
-    public_url: str | None = Field(None, description="Absolute base URL for links (OpenAI url responses).")
-    web_dir: Path | None = Field(None, description="Static web UI folder; defaults to the repo's web/out.")
+    public_url: str | None = Field(
+        None,
+        pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
+        description="Absolute base URL clients reach the gateway at (http(s)://host[:port][/prefix]); used for "
+        "links (OpenAI url responses), and its origin is an allowed Origin and its host an allowed Host.",
+    )
+    allowed_hosts: list[str] | None = Field(
+        None,
+        description="Host header names accepted (DNS-rebinding guard); '*.example.com' matches subdomains, '*' "
+        "any. Default: localhost, 127.0.0.1, ::1, the bind address and public_url's host; any host when bound "
+        "to 0.0.0.0 or ::.",
+    )
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins (scheme://host[:port]) allowed to send state-changing requests besides the "
+        "gateway's own origin, public_url's and cors_origins.",
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses or networks of reverse proxies whose X-Forwarded-For/-Proto are believed; "
+        "empty = forwarded headers are ignored.",
+    )
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="A client must send a request's complete headers within this many seconds."
+    )
+    body_timeout_s: float = Field(
+        30.0, gt=0, description="Longest wait for the next part of a request body before answering 408."
+    )
+    web_dir: Path | None = Field(
+        None, description="Static web UI folder; defaults to the UI shipped in the package (web/out in a checkout)."
+    )
+    frame_ancestors: list[Annotated[str, StringConstraints(pattern=r"^[^\s;,]+$")]] = Field(
+        default_factory=lambda: ["'none'"],
+        description="CSP frame-ancestors sources: who may show the UI in a frame ('none' = nobody; e.g. 'self' or "
+        "https://portal.example.com).",
+    )
+
+    @model_validator(mode="after")
+    def _no_credentialed_wildcard(self) -> ServerSettings:
+        # Starlette answers '*' with credentials by reflecting any Origin (even 'null'): every web page could
+        # then read API answers with the user's credentials.
+        if self.enable_cors and self.cors_allow_credentials and "*" in self.cors_origins:
+            raise ValueError(
+                "server.cors_origins '*' together with server.cors_allow_credentials lets any web site make "
+                "credentialed requests: list the allowed origins, or turn cors_allow_credentials off"
+            )
+        return self
 
 
 class InferenceSettings(BaseModel):
@@ -45,12 +90,45 @@ class InferenceSettings(BaseModel):
     )
 
 
+class S3Settings(BaseModel):
+    endpoint_url: str | None = Field(
+        None, description="S3 API endpoint (MinIO, SeaweedFS, R2 …); unset for AWS S3 in `region`."
+    )
+    bucket: str | None = Field(None, description="Bucket holding outputs (and inputs); required for backend s3.")
+    prefix: str = Field("", description="Key prefix inside the bucket, e.g. 'ablerefusal/' to share a bucket.")
+    region: str | None = Field(None, description="Bucket region (AWS); most other servers ignore it.")
+    access_key_id: str | None = Field(None, description="Access key; unset: boto3's usual chain (env, profile, role).")
+    secret_access_key: SecretStr | None = Field(None, description="Secret key (prefer the environment variable).")
+    serve: Literal["redirect", "stream"] = Field(
+        "redirect",
+        description=(
+            "How /outputs/... answers without public_base_url: redirect to a presigned URL (the client fetches "
+            "from the bucket) or stream through the gateway (the bucket need not be reachable by clients)."
+        ),
+    )
+    presign_expires_s: int = Field(3600, ge=60, le=604800, description="Lifetime of presigned URLs.")
+
+
 class StorageSettings(BaseModel):
-    output_dir: Path = Field(Path("./outputs"), description="Where images are written, by job id.")
+    output_dir: Path = Field(Path("./outputs"), description="Where images are written, by job id (backend local).")
     models_dir: Path = Field(Path("./models"), description="Where workers look for models.")
     database_url: str = Field(
         "sqlite:///./data/ablerefusal.db", description="sqlite:///path or postgresql://user@host/db job store."
     )
+    backend: Literal["local", "s3"] = Field(
+        "local", description="local: output_dir on this machine; s3: an S3-compatible bucket shared by a fleet."
+    )
+    s3: S3Settings = Field(default_factory=S3Settings, description="The bucket, for backend s3.")
+    public_base_url: str | None = Field(
+        None,
+        description="A CDN or public bucket URL in front of the objects: /outputs/<key> redirects to <url>/<key>.",
+    )
+
+    @model_validator(mode="after")
+    def _s3_needs_a_bucket(self) -> StorageSettings:
+        if self.backend == "s3" and not self.s3.bucket:
+            raise ValueError("storage.s3.bucket is required when storage.backend is s3")
+        return self
 
 
 class QueueSettings(BaseModel):
@@ -67,7 +145,15 @@ class QueueSettings(BaseModel):
         2.0, ge=0, description="Longest a higher-priority incompatible job may be passed over for the loaded model."
     )
     retry_after_s: int = Field(5, ge=1, description="Retry-After sent with 429.")
-    poll_interval_s: float = Field(0.05, gt=0, description="Dispatcher idle poll interval (other gateways' jobs).")
+    poll_interval_s: float = Field(
+        0.05, gt=0, description="Shortest pause between two dispatch rounds; running calls' watch tick floor."
+    )
+    idle_poll_s: float = Field(
+        2.0,
+        gt=0,
+        description="Fallback poll of an idle dispatcher. Submits wake it at once (on PostgreSQL also those on "
+        "other gateways, via LISTEN/NOTIFY), and so do ending calls, workers becoming ready and retries' backoff.",
+    )
 
 
 class WorkersSettings(BaseModel):
@@ -85,10 +171,38 @@ class WorkersSettings(BaseModel):
     restart_backoff_max_s: float = Field(30.0, gt=0, description="Largest restart delay.")
     stop_timeout_s: float = Field(10.0, gt=0, description="SIGTERM → SIGKILL grace on shutdown.")
     extra_args: list[str] = Field(default_factory=list, description="Extra CLI args for local workers.")
+    token: str | None = Field(
+        None,
+        description="Token sent to remote workers (their --token / ABLEREFUSAL_WORKER_TOKEN). Local workers get "
+        "a random token of their own from this gateway.",
+    )
 
 
 class AuthSettings(BaseModel):
     api_keys: list[str] = Field(default_factory=list, description="Accepted Bearer keys; empty = no auth.")
+    admin_keys: list[str] = Field(
+        default_factory=list,
+        description="Keys that see and change every job and read worker details; accepted like api_keys. Other "
+        "keys see and change only the jobs they submitted.",
+    )
+    protect_docs: bool = Field(
+        False, description="With keys set, /docs, /redoc and /openapi.json need a key too (browsers cannot send one)."
+    )
+    protect_metrics: bool = Field(False, description="With keys set, /metrics needs a key (Prometheus can send one).")
+
+    @property
+    def all_keys(self) -> list[str]:
+        """Every accepted key (api_keys and admin_keys)."""
+        return [*self.api_keys, *self.admin_keys]
+
+    @field_validator("api_keys", "admin_keys")
+    @classmethod
+    def _no_blank_key(cls, keys: list[str]) -> list[str]:
+        # A blank key (an unset shell variable in --api-key "$KEY") would pass the network-bind guard while
+        # matching an empty Basic password or Bearer token: refuse it rather than open the door.
+        if any(not key.strip() for key in keys):
+            raise ValueError("blank API keys are refused (an unset variable?): give real keys or none")
+        return keys
 
 
 class ModelsSettings(BaseModel):

@@ -1,9 +1,16 @@
-"""Worker protocol v1 routes. Thin: each handler makes one service call and maps errors to ErrorResponse."""
+"""Worker protocol v1 routes. Thin: each handler makes one service call and maps errors to ErrorResponse.
+
+Every route but ``/v1/health`` needs the worker's token when it has one. Handlers whose service call can block
+(model scans hash files, ``/v1/info`` imports libraries and asks the device for memory figures) run it in a
+thread, so the event loop always answers probes and cancels at once.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import secrets
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -19,10 +26,9 @@ from ablerefusal.protocol import (
     ModelList,
     WorkerInfo,
 )
-from ablerefusal.worker.engine.errors import InvalidRequestError, WorkerError
+from ablerefusal.worker.engine.errors import EngineError, InvalidRequestError, UnauthorizedError
 from ablerefusal.worker.service import WorkerService, is_end
 
-router = APIRouter(prefix="/v1")
 NDJSON = "application/x-ndjson"
 
 
@@ -32,6 +38,19 @@ def get_service(request: Request) -> WorkerService:
 
 
 Service = Annotated[WorkerService, Depends(get_service)]
+
+
+def require_token(request: Request, service: Service) -> None:
+    expected = service.settings.token
+    if expected is None:
+        return
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not secrets.compare_digest(given.encode(), expected.encode()):
+        raise UnauthorizedError("this worker needs its token: Authorization: Bearer <token>", field="authorization")
+
+
+open_router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", dependencies=[Depends(require_token)])
 
 
 class HealthResponse(BaseModel):
@@ -50,7 +69,7 @@ class CancelResponse(BaseModel):
     accepted: bool = Field(True, description="The call stops (or drops the item) at the next step.")
 
 
-def error_response(exc: WorkerError) -> JSONResponse:
+def error_response(exc: EngineError) -> JSONResponse:
     return JSONResponse(ErrorResponse(error=exc.body()).model_dump(mode="json"), status_code=exc.status)
 
 
@@ -73,7 +92,7 @@ async def parse_body(request: Request, model: type[BaseModel]) -> Any:
         raise InvalidRequestError(f"invalid request: {summary}", details=details) from exc
 
 
-@router.get("/health", response_model=HealthResponse)
+@open_router.get("/health", response_model=HealthResponse)
 async def health() -> HealthResponse:
     return HealthResponse()
 
@@ -87,12 +106,12 @@ async def ready(service: Service) -> Any:
 
 @router.get("/info", response_model=WorkerInfo)
 async def info(service: Service) -> WorkerInfo:
-    return service.info()
+    return await asyncio.to_thread(service.info)
 
 
 @router.get("/models", response_model=ModelList)
 async def models(service: Service) -> ModelList:
-    return service.models()
+    return await asyncio.to_thread(service.models)
 
 
 async def _stream(service: WorkerService, call_id: str, queue: Any) -> AsyncIterator[bytes]:
@@ -106,7 +125,7 @@ async def _stream(service: WorkerService, call_id: str, queue: Any) -> AsyncIter
             yield (event.model_dump_json() + "\n").encode()
     finally:
         if not finished:  # the client went away: stop spending the device on images nobody will read
-            with contextlib.suppress(WorkerError):
+            with contextlib.suppress(EngineError):
                 service.cancel(call_id, None)
 
 
@@ -123,8 +142,9 @@ async def _stream(service: WorkerService, call_id: str, queue: Any) -> AsyncIter
 async def generate(request: Request, service: Service) -> Any:
     try:
         call = await parse_body(request, GenerateCall)
-        call_id, queue = service.begin(call)
-    except WorkerError as exc:
+        checked = await asyncio.to_thread(service.validate, call)  # may rescan the models folder
+        call_id, queue = service.begin(call, checked)
+    except EngineError as exc:
         return error_response(exc)
     return StreamingResponse(_stream(service, call_id, queue), media_type=NDJSON)
 
@@ -138,6 +158,6 @@ async def cancel(call_id: str, request: Request, service: Service) -> Any:
     try:
         body = await parse_body(request, CancelRequest) if await request.body() else CancelRequest()
         service.cancel(call_id, body.job_id)
-    except WorkerError as exc:
+    except EngineError as exc:
         return error_response(exc)
     return CancelResponse(call_id=call_id, job_id=body.job_id)

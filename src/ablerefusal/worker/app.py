@@ -10,7 +10,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from ablerefusal.protocol import ErrorBody, ErrorCode, ErrorResponse
-from ablerefusal.worker.api import router
+from ablerefusal.worker.api import error_response, open_router, router
+from ablerefusal.worker.engine.errors import EngineError, UnauthorizedError
 from ablerefusal.worker.service import WorkerService
 from ablerefusal.worker.settings import WorkerSettings
 
@@ -28,7 +29,15 @@ def create_app(settings: WorkerSettings) -> FastAPI:
 
     app = FastAPI(title="AbleRefusal worker", version="1", lifespan=lifespan)
     app.state.service = service
+    app.include_router(open_router)
     app.include_router(router)
+
+    @app.exception_handler(EngineError)
+    async def engine_error(request: Request, exc: EngineError) -> JSONResponse:
+        response = error_response(exc)
+        if isinstance(exc, UnauthorizedError):
+            response.headers["WWW-Authenticate"] = "Bearer"
+        return response
 
     @app.exception_handler(Exception)
     async def unhandled(request: Request, exc: Exception) -> JSONResponse:

@@ -33,7 +33,19 @@ def worker(
     port: Annotated[int | None, typer.Option(help="Bind port [default: 8001].")] = None,
     device: Annotated[str | None, typer.Option(help="auto|cpu|cuda|cuda:N|mps [default: auto].")] = None,
     models_dir: Annotated[Path | None, typer.Option(help="Models directory [default: ./models].")] = None,
-    config: Annotated[Path | None, typer.Option(help="YAML config (worker: section, or the gateway's file).")] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="YAML config (worker: section, or the gateway's file); '-' reads stdin.")
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            help="Calls must carry this Bearer token. Prefer ABLEREFUSAL_WORKER_TOKEN: other users can read argv."
+        ),
+    ] = None,
+    insecure: Annotated[
+        bool, typer.Option("--insecure", help="Listen on a non-loopback address without a token.")
+    ] = False,
+    parent_pid: Annotated[int | None, typer.Option(help="Exit when this process dies (set by a gateway).")] = None,
     worker_id: Annotated[str | None, typer.Option(help="Name reported in /v1/info [default: host:port].")] = None,
     allow_pickle: Annotated[
         bool | None, typer.Option("--allow-pickle/--no-allow-pickle", help="Load pickle checkpoints (unsafe).")
@@ -48,13 +60,17 @@ def worker(
         bool | None, typer.Option("--compile/--no-compile", help="Compile the UNet for --compile-shape shapes.")
     ] = None,
     compile_shape: Annotated[list[str] | None, typer.Option(help="model:WxH:bN to compile (repeatable).")] = None,
+    quantize: Annotated[
+        str | None, typer.Option(help="none|int8wo|int8dq|fp8: torchao weight quantization [default: none].")
+    ] = None,
     log_level: Annotated[str, typer.Option(help="Python log level.")] = "info",
 ) -> None:
     import uvicorn
     from pydantic import ValidationError
 
     from ablerefusal.worker.app import create_app
-    from ablerefusal.worker.settings import load_worker_settings
+    from ablerefusal.worker.process import exit_with_parent, quiet_probe_access_lines
+    from ablerefusal.worker.settings import bind_refusal, load_worker_settings
 
     logging.basicConfig(
         stream=sys.stderr, level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -65,6 +81,9 @@ def worker(
             _overrides(
                 host=host,
                 port=port,
+                token=token,
+                insecure=insecure or None,  # unset: the config file or environment decides
+                parent_pid=parent_pid,
                 device=device,
                 models_dir=models_dir,
                 worker_id=worker_id,
@@ -75,11 +94,19 @@ def worker(
                 preload=preload or [],
                 compile=compile_,
                 compile_shapes=compile_shape or [],
+                quantize=quantize,
             ),
         )
     except (ValidationError, ValueError, OSError) as exc:
         typer.echo(f"invalid worker configuration: {exc}", err=True)
         raise typer.Exit(2) from exc
+    refusal = bind_refusal(settings)
+    if refusal is not None:
+        typer.echo(refusal, err=True)
+        raise typer.Exit(2)
+    if settings.parent_pid is not None:
+        exit_with_parent(settings.parent_pid)
+    quiet_probe_access_lines()
     # uvicorn shuts down gracefully on SIGTERM and then re-raises the signal to the handler it found; make that
     # handler exit 0 so supervisors see a clean stop rather than "killed by signal 15".
     signal.signal(signal.SIGTERM, _exit_zero)
@@ -136,7 +163,7 @@ def make_tiny_cmd(
 ) -> None:
     """Write a tiny random-weight model. Its images are NOISE: it exists to test the platform offline."""
     from ablerefusal.protocol import ModelFamily, ModelFormat
-    from ablerefusal.worker.tiny import make_tiny
+    from ablerefusal.testing.tiny import make_tiny
 
     if family not in {f.value for f in ModelFamily}:
         raise typer.BadParameter("must be sd15 or sdxl", param_hint="--family")

@@ -26,6 +26,7 @@ from ablerefusal.protocol import (
     ErrorEvent,
     GenerateCall,
     GeneratedEvent,
+    GenerationMode,
     ImageEvent,
     ItemCancelledEvent,
     ModelList,
@@ -33,29 +34,34 @@ from ablerefusal.protocol import (
     Timings,
     WorkerInfo,
 )
+from ablerefusal.samplers import SAMPLER_IDS, SAMPLERS, Sampler, SamplerError, resolve_sampler, sampler_spec
 from ablerefusal.worker.engine.errors import (
     BusyError,
     CallCancelledError,
     CallNotFoundError,
+    EngineError,
     InvalidRequestError,
     NotReadyError,
-    WorkerError,
 )
 from ablerefusal.worker.engine.registry import ModelEntry, ModelRegistry
-from ablerefusal.worker.engine.samplers import SAMPLER_IDS, SAMPLERS, Sampler, UnknownSamplerError, resolve_sampler
 from ablerefusal.worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 
 
-def _package_version() -> str:
+def _package_version(name: str = "ablerefusal") -> str:
     try:
-        return version("ablerefusal")
+        return version(name)
     except PackageNotFoundError:  # running from a source tree that is not installed
         return "0+unknown"
 
 
 ablerefusal_version = _package_version()
+# From the installed metadata, not the modules: /v1/info must not wait for diffusers to import.
+LIBRARY_VERSIONS = {
+    "ablerefusal": ablerefusal_version,
+    **{name: _package_version(name) for name in ("torch", "diffusers", "transformers")},
+}
 
 _END = object()  # closes a call's event stream
 
@@ -93,13 +99,19 @@ class WorkerService:
         from ablerefusal.worker.engine.cache import PipelineCache
         from ablerefusal.worker.engine.devices import resolve_device
         from ablerefusal.worker.engine.loading import load_pipeline
+        from ablerefusal.worker.engine.quantize import check_supported
 
         try:
             self.device = resolve_device(self.settings.device, self.settings.dtype, self.settings.allow_cpu_fallback)
+            check_supported(self.settings.quantize, self.device)
+            # Compiled mode fuses the UNet's QKV projections on CUDA; quantized weights cannot be fused later.
+            fuse_qkv = self.settings.compile and self.device.is_cuda and self.settings.quantize != "none"
             self.cache = PipelineCache(
                 self.settings.cache_size,
                 self.device,
-                lambda entry: load_pipeline(entry, self.device, self.settings.allow_pickle),
+                lambda entry: load_pipeline(
+                    entry, self.device, self.settings.allow_pickle, self.settings.quantize, fuse_qkv
+                ),
                 offload_idle=self.settings.offload_idle,
             )
             for model_id in self.settings.preload:
@@ -148,11 +160,9 @@ class WorkerService:
         return ModelList(models=[e.info(e.id in loaded) for e in entries.values()])
 
     def info(self) -> WorkerInfo:
-        import diffusers
-        import torch
-        import transformers
-
+        """What /v1/info answers; may call the device (memory figures), so it runs off the event loop."""
         from ablerefusal.worker.engine.devices import memory_figures
+        from ablerefusal.worker.engine.modes.inputs import UPSCALERS
 
         dev = self.device
         return WorkerInfo(
@@ -160,12 +170,7 @@ class WorkerService:
             device=str(dev.device) if dev else "initialising",
             device_name=dev.name if dev else "",
             dtype=str(dev.dtype).removeprefix("torch.") if dev else "",
-            versions={
-                "ablerefusal": ablerefusal_version,
-                "torch": torch.__version__,
-                "diffusers": diffusers.__version__,
-                "transformers": transformers.__version__,
-            },
+            versions=dict(LIBRARY_VERSIONS),
             loaded_models=self.cache.loaded_ids() if self.cache else [],
             memory=memory_figures(dev) if dev else {},
             samplers=list(SAMPLERS),
@@ -173,18 +178,29 @@ class WorkerService:
             max_batch_images=self.settings.max_batch_images,
             compiled_shapes=self.compiler.warm_shapes() if self.compiler else [],
             fallback_reason=dev.fallback_reason if dev else None,
+            per_item_cfg=True,
+            quantize=self.settings.quantize,
+            modes=[m.value for m in GenerationMode],
+            upscalers=list(UPSCALERS),
         )
 
     # ---- generation ------------------------------------------------------------------------------------
     def validate(self, call: GenerateCall) -> tuple[ModelEntry, Sampler]:
         """Checks beyond the schema; raises InvalidRequestError / ModelNotFoundError naming the field."""
         try:
-            sampler = resolve_sampler(call.sampler)
-        except UnknownSamplerError as exc:
-            raise InvalidRequestError(str(exc), field="sampler", available=list(SAMPLER_IDS)) from exc
+            sampler = sampler_spec(resolve_sampler(call.sampler).id)
+        except SamplerError as exc:
+            raise InvalidRequestError(exc.message, field="sampler", available=list(SAMPLER_IDS)) from exc
         job_ids = [item.job_id for item in call.items]
         if len(set(job_ids)) != len(job_ids):
             raise InvalidRequestError("items: job_id values must be unique within a call", field="items")
+        guided = {(call.cfg_scale if item.cfg_scale is None else item.cfg_scale) > 1.0 for item in call.items}
+        if len(guided) > 1:
+            raise InvalidRequestError(
+                "items: cfg_scale must be above 1 for every item of a call or for none (1 turns guidance off, "
+                "which changes the whole batch's UNet pass)",
+                field="items",
+            )
         n_images = sum(len(item.seeds) for item in call.items)
         if n_images > self.settings.max_batch_images:
             raise InvalidRequestError(
@@ -192,11 +208,17 @@ class WorkerService:
                 field="items",
             )
         entry = self.registry.get(call.model)
+        from ablerefusal.worker.engine.modes.inputs import check_call
+
+        check_call(call)  # decodes the input images: off the event loop, like this whole method
         return entry, sampler
 
-    def begin(self, call: GenerateCall) -> tuple[str, asyncio.Queue[Any]]:
-        """Validate, take the device, and start the call; returns its id and event queue."""
-        entry, sampler = self.validate(call)
+    def begin(
+        self, call: GenerateCall, checked: tuple[ModelEntry, Sampler] | None = None
+    ) -> tuple[str, asyncio.Queue[Any]]:
+        """Validate (unless ``checked`` is ``validate``'s answer), take the device, and start the call; returns
+        its id and event queue. On the event loop: the queue belongs to it."""
+        entry, sampler = checked or self.validate(call)
         if not self.ready:
             raise NotReadyError(f"worker not ready: {self.not_ready_reason}")
         call_id = call.call_id or uuid.uuid4().hex
@@ -220,7 +242,9 @@ class WorkerService:
             self._calls[call_id] = control
         timing = _Timing(received=time.perf_counter())
         # A warm compiled shape runs on the compile thread, which owns its CUDA graphs; the rest eagerly here.
-        unet = self.compiler.unet_for(entry.id, call) if self.compiler else None
+        # Compiled UNets serve plain txt2img; other modes run eagerly on pipelines derived from the cached one.
+        plain = call.mode is GenerationMode.txt2img and call.hires is None
+        unet = self.compiler.unet_for(entry.id, call) if self.compiler and plain else None
         try:
             if unet is not None:
                 self.compiler.run(self._run, control, call, entry, sampler, timing, unet)
@@ -282,13 +306,15 @@ class WorkerService:
                 vae_tiling_min_pixels=self.settings.vae_tiling_min_pixels,
                 cpu_offload=self.settings.cpu_offload,
             )
-            images = generate(resident, call, sampler, control, self.device, defaults, unet=unet)
+            images = generate(
+                resident, call, sampler, control, self.device, defaults, unet=unet, hold_dir=self.settings.test_hold_dir
+            )
             timing.generate_s = time.perf_counter() - t0
         except CallCancelledError:
             self._finish(
                 control, ErrorEvent(call_id=control.call_id, code=ErrorCode.cancelled, message="call cancelled")
             )
-        except WorkerError as exc:
+        except EngineError as exc:
             self._finish(control, ErrorEvent(call_id=control.call_id, code=exc.code, message=exc.message))
         except Exception as exc:
             if is_out_of_memory(exc):
@@ -326,6 +352,7 @@ class WorkerService:
         self, control: Any, call: GenerateCall, entry: ModelEntry, sampler: Sampler, images: list[Any], timing: _Timing
     ) -> None:
         from ablerefusal.worker.engine.images import ImageParams, encode_png, infotext
+        from ablerefusal.worker.engine.modes.infotext import infotext_pairs, metadata_fields
 
         t0 = time.perf_counter()
         try:
@@ -343,13 +370,15 @@ class WorkerService:
                     negative_prompt=row.negative_prompt,
                     steps=call.steps,
                     sampler_name=sampler.name,
-                    cfg_scale=call.cfg_scale,
+                    cfg_scale=row.cfg_scale,
                     seed=row.seed,
-                    width=call.width,
-                    height=call.height,
+                    # A1111 writes the first pass's size for hires, the canvas for outpainting.
+                    width=call.width if call.hires else generated.image.width,
+                    height=call.height if call.hires else generated.image.height,
                     model_name=entry.name.removesuffix(".safetensors"),
                     model_hash=entry.sha256,
                     version=f"ablerefusal {ablerefusal_version}",
+                    extra=tuple(infotext_pairs(call)),
                 )
                 text = infotext(params)
                 metadata: dict[str, object] = {
@@ -360,9 +389,9 @@ class WorkerService:
                     "negative_prompt": row.negative_prompt,
                     "steps": call.steps,
                     "sampler": sampler.id,
-                    "cfg_scale": call.cfg_scale,
-                    "width": call.width,
-                    "height": call.height,
+                    "cfg_scale": row.cfg_scale,
+                    "width": generated.image.width,
+                    "height": generated.image.height,
                     "model": entry.id,
                     "model_family": entry.family.value,
                     "demo": entry.demo,
@@ -370,6 +399,7 @@ class WorkerService:
                     "dtype": str(self.device.dtype).removeprefix("torch."),
                     "worker_id": self.worker_id,
                     "call_id": control.call_id,
+                    **metadata_fields(call),
                 }
                 png = encode_png(generated.image, text, metadata, self.settings.png_compress_level)
                 control.emit(

@@ -2,16 +2,19 @@
 
 The YAML file (``--config``) may be a worker-only file with a top-level ``worker:`` section holding these keys,
 or the gateway's ``config.yaml``: without a ``worker:`` section the worker reads the gateway keys it shares
-(``inference.device``, ``storage.models_dir``, ``models.hub_ids``, ``models.allow_pickle``,
-``models.cache_size``), so one file configures a whole single-box install. List values in the environment
+(``inference.device``, ``storage.models_dir``, every ``models.*`` key it knows, ``workers.token``), so one
+file configures a whole single-box install; ``--config -`` reads the file from stdin (how a gateway hands its
+configuration to its local workers). List values in the environment
 are JSON, e.g. ``ABLEREFUSAL_WORKER_HUB_IDS='["stable-diffusion-v1-5/stable-diffusion-v1-5"]'``.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import Field, field_validator
@@ -29,6 +32,15 @@ class WorkerSettings(EnvOverFileSettings):
 
     worker_id: str | None = Field(None, description="Name reported in /v1/info; defaults to host:port.")
     host: str = Field("127.0.0.1", description="Bind address (loopback by default: the gateway is the client).")
+    token: str | None = Field(
+        None,
+        description="Calls must carry 'Authorization: Bearer <token>' (401 otherwise; /v1/health stays open). "
+        "Required to listen on a non-loopback address unless insecure is set.",
+    )
+    insecure: bool = Field(False, description="Allow listening on a non-loopback address without a token.")
+    parent_pid: int | None = Field(
+        None, ge=1, description="Exit when this process dies (a gateway sets it for the workers it starts)."
+    )
     port: int = Field(8001, ge=0, le=65535, description="Bind port; 0 picks a free one.")
     device: str = Field("auto", description="auto|cpu|cuda|cuda:N|mps. auto: CUDA fp16, else MPS fp32, else CPU fp32.")
     dtype: str = Field("auto", description="auto|float16|bfloat16|float32; auto follows the device.")
@@ -75,6 +87,29 @@ class WorkerSettings(EnvOverFileSettings):
     compile_shapes: list[str] = Field(
         default_factory=list, description="Shapes to compile and warm at start, as model:WxH:bN (e.g. sd15:512x512:b4)."
     )
+    quantize: Literal["none", "int8wo", "int8dq", "fp8"] = Field(
+        "none",
+        description=(
+            "torchao weight quantization of the UNet's linear layers at load: int8wo (int8 weights; text "
+            "encoders too), int8dq (int8 weights and activations), fp8 (CUDA compute capability 8.9+ only)."
+        ),
+    )
+
+    test_hold_dir: Path | None = Field(
+        None,
+        description=(
+            "Tests only: a call whose prompt has @hold:NAME@ pauses after step 1 until <dir>/NAME exists "
+            "(engine/holds.py). Unset on every real install."
+        ),
+    )
+
+    @field_validator("token")
+    @classmethod
+    def _check_token(cls, value: str | None) -> str | None:
+        # An unset shell variable gives "": that must not pass for a token.
+        if value is not None and not value.strip():
+            raise ValueError("must not be blank (unset it to run without a token)")
+        return value
 
     @field_validator("device")
     @classmethod
@@ -111,16 +146,37 @@ def parse_shape(shape: str) -> tuple[str, int, int, int]:
     return m["model"], int(m["w"]), int(m["h"]), int(m["b"])
 
 
+def bind_refusal(settings: WorkerSettings) -> str | None:
+    """Why the worker must not listen as configured, or None: anyone who reaches a non-loopback address could
+    otherwise run calls on this GPU and read its models."""
+    if settings.token or settings.insecure or _is_loopback(settings.host):
+        return None
+    return (
+        f"refusing to listen on {settings.host} without a token: set --token (or ABLEREFUSAL_WORKER_TOKEN) and "
+        "give the same token to the gateway (workers.token), or pass --insecure to accept calls from anyone"
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _from_gateway_sections(data: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    inference, storage, models = (data.get(k) or {} for k in ("inference", "storage", "models"))
+    inference, storage, models, workers = (data.get(k) or {} for k in ("inference", "storage", "models", "workers"))
     if "device" in inference:
         out["device"] = inference["device"]
     if "models_dir" in storage:
         out["models_dir"] = storage["models_dir"]
-    for key in ("hub_ids", "allow_pickle", "cache_size"):
-        if key in models:
-            out[key] = models[key]
+    # Every model setting the worker knows, by name: a key added to both sides needs no mapping here.
+    out.update({key: value for key, value in models.items() if key in WorkerSettings.model_fields})
+    if workers.get("token"):
+        out["token"] = workers["token"]
     return out
 
 
@@ -128,7 +184,7 @@ def load_worker_settings(config: Path | None = None, overrides: dict[str, Any] |
     """YAML file (if any) < environment < ``overrides`` (CLI flags that were given)."""
     data: dict[str, Any] = {}
     if config is not None:
-        loaded = yaml.safe_load(config.read_text()) or {}
+        loaded = yaml.safe_load(sys.stdin.read() if str(config) == "-" else config.read_text()) or {}
         if not isinstance(loaded, dict):
             raise ValueError(f"{config}: top level must be a mapping")
         section = loaded.get("worker")

@@ -50,6 +50,21 @@ def test_only_compatible_jobs_join() -> None:
     assert pick(ordered) == ["j1", "j7"]
 
 
+def test_cfg_scale_is_per_item_for_workers_that_apply_it_per_image() -> None:
+    ordered = [
+        cand(1, cfg_scale=7.5),
+        cand(2, cfg_scale=5.0),
+        cand(3, cfg_scale=1.0),  # unguided: no negative half in the UNet pass, so never with guided jobs
+        cand(4, cfg_scale=9.0, batch_size=2),
+        cand(5, cfg_scale=12.0),
+    ]
+    assert pick(ordered, per_item_cfg=True) == ["j1", "j2", "j4"]  # 4 images: j5 would exceed the budget
+    assert pick(ordered, per_item_cfg=True, max_images=8) == ["j1", "j2", "j4", "j5"]
+    assert pick(ordered, per_item_cfg=False, max_images=8) == ["j1"]  # an older worker: one scale per call
+    unguided = [cand(1, cfg_scale=1.0), cand(2, cfg_scale=6.0), cand(3, cfg_scale=1.0)]
+    assert pick(unguided, per_item_cfg=True) == ["j1", "j3"]
+
+
 def test_image_budget() -> None:
     ordered = [cand(1, batch_size=2), cand(2, batch_size=3), cand(3, batch_size=2), cand(4)]
     assert pick(ordered) == ["j1", "j3"]

@@ -10,6 +10,7 @@ import pytest
 from store_helpers import FakeClock, req
 
 from ablerefusal.gateway.jobs import IdempotencyConflict, JobNotFinished, JobNotFound, JobStore, QueueFull
+from ablerefusal.gateway.jobs.store import Preview
 from ablerefusal.gateway.schemas import JobError, JobStatus
 from ablerefusal.protocol import SEED_MAX
 
@@ -243,14 +244,36 @@ def test_list_and_delete(store: JobStore) -> None:
 
 def test_progress_and_preview(store: JobStore) -> None:
     job_id = store.submit(req(steps=4)).job.id
+    other = store.submit(req(steps=4)).job.id
     claimed = store.claim("w")
-    store.record_progress(claimed, 1, 4, {job_id: "data:image/jpeg;base64,AAAA"})
+    store.record_progress(claimed, 1, 4, {job_id: "AAAA"})
     job = store.get(job_id)
     assert (job.step, job.total_steps, job.progress) == (1, 4, 25)
-    assert job.preview == "data:image/jpeg;base64,AAAA" and job.worker_id == "w"
-    assert store.queue_status().running[0].id == job_id
+    assert job.worker_id == "w"
+    # Job reads carry the preview's URL, never the image: it lives in its own table.
+    assert job.preview is None and job.preview_url == f"/api/v1/generate/{job_id}/preview"
+    assert store.preview(job_id) == Preview(step=1, jpeg_base64="AAAA")
+    store.record_progress(claimed, 3, 4, {job_id: "BBBB"})
+    assert store.preview(job_id) == Preview(step=3, jpeg_base64="BBBB")
+    assert "BBBB" not in store.queue_status().model_dump_json()
+    assert store.queue_status().running[0].preview_url == job.preview_url
+    # A preview for a job this call does not hold is not stored.
+    store.record_progress(claimed, 3, 4, {other: "CCCC"})
+    assert store.preview(other) is None and store.get(other).preview_url is None
     store.complete(job_id, attempt=claimed[0].attempt)
-    assert store.get(job_id).preview is None
+    assert store.get(job_id).preview_url is None and store.preview(job_id) is None
+
+
+def test_queue_positions_of_a_page_follow_run_order(store: JobStore) -> None:
+    low = store.submit(req(priority=-1)).job.id
+    first = store.submit(req()).job.id
+    high = store.submit(req(priority=5)).job.id
+    second = store.submit(req()).job.id
+    claim_one(store)  # takes `high`
+    positions = {j.id: j.queue_position for j in store.list_jobs().items}
+    assert positions == {high: None, first: 1, second: 2, low: 3}
+    assert store.get(low).queue_position == 3
+    assert [(j.id, j.queue_position) for j in store.queue_status().queued] == [(first, 1), (second, 2), (low, 3)]
 
 
 def test_store_survives_reopen(backend: dict[str, Any], clock: FakeClock) -> None:

@@ -47,7 +47,13 @@ const auth: Middleware = {
   },
 };
 
-export const api = createClient<paths>({ baseUrl: "" });
+export const api = createClient<paths>({
+  // The page's own origin (the UI is served by the gateway itself), spelled out because a Request needs an
+  // absolute URL outside a browser (the unit tests).
+  baseUrl: typeof window === "undefined" ? "" : window.location.origin,
+  // Looked up per call rather than captured at import, so whatever fetch the page has at the time is used.
+  fetch: (request) => globalThis.fetch(request),
+});
 api.use(auth);
 
 function isEnvelope(body: unknown): body is Schemas["ErrorEnvelope"] {
@@ -67,6 +73,12 @@ export function failureFrom(response: Response, body: unknown): ApiFailure {
     return new ApiFailure(text, response.status, code, details ?? [], retryAfterS);
   }
   return new ApiFailure(`The gateway answered ${response.status} ${response.statusText}`.trim(), response.status, "http", [], retryAfterS);
+}
+
+/** Any thrown value as an ApiFailure, so every screen shows one kind of error. */
+export function asFailure(err: unknown): ApiFailure {
+  if (err instanceof ApiFailure) return err;
+  return new ApiFailure(String(err), null, "client");
 }
 
 /** Awaits an openapi-fetch call and gives back its data, or throws ApiFailure (network errors included). */

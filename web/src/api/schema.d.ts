@@ -74,6 +74,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/generate/{job_id}/preview": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The latest latent preview of a running job (JPEG) */
+        get: operations["job_preview_api_v1_generate__job_id__preview_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/health": {
         parameters: {
             query?: never;
@@ -659,9 +676,9 @@ export interface components {
             prompt: string;
             /**
              * Quality
-             * @description Accepted, ignored (use steps).
+             * @description OpenAI's values (dall-e-3: standard, hd; gpt-image-1: auto, low, medium, high): ignored.
              */
-            quality?: string | null;
+            quality?: ("auto" | "standard" | "hd" | "low" | "medium" | "high") | null;
             /**
              * Response Format
              * @description url: absolute link into /outputs; b64_json: the PNG inline.
@@ -692,9 +709,9 @@ export interface components {
             steps?: number | null;
             /**
              * Style
-             * @description Accepted, ignored.
+             * @description OpenAI's values (vivid, natural): ignored.
              */
-            style?: string | null;
+            style?: ("vivid" | "natural") | null;
             /**
              * User
              * @description Accepted, ignored.
@@ -750,9 +767,14 @@ export interface components {
             id: string;
             /**
              * Preview
-             * @description Latest latent preview as a data: URL, while running.
+             * @description Deprecated, null in job reads: the latest preview is at preview_url, and each one comes as a `preview` event on /generate/{id}/events.
              */
             preview?: string | null;
+            /**
+             * Preview Url
+             * @description URL of the latest latent preview (JPEG) while the job runs and has one; else null.
+             */
+            preview_url?: string | null;
             /**
              * Priority
              * @description Priority the job was submitted with.
@@ -1863,6 +1885,55 @@ export interface operations {
                 };
                 content: {
                     "text/event-stream": unknown;
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    job_preview_api_v1_generate__job_id__preview_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                job_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The preview image. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "image/jpeg": unknown;
                 };
             };
             /** @description Unauthorized */

@@ -1,5 +1,5 @@
 import type { Job } from "./client";
-import { applyEvent, parseSse } from "./watch";
+import { applyEvent, sleep, sseEvents, type SseEvent } from "./watch";
 
 const job: Job = {
   id: "j1",
@@ -15,15 +15,62 @@ const job: Job = {
   results: [],
 };
 
-describe("parseSse", () => {
-  it("splits complete frames, skips pings and keeps the unfinished tail", () => {
-    const { events, rest } = parseSse('event: progress\ndata: {"a":1}\n\n: ping\n\nevent: status\r\ndata: {"b"');
-    expect(events).toEqual([{ event: "progress", data: '{"a":1}' }]);
-    expect(rest).toBe('event: status\ndata: {"b"');
-    expect(parseSse(rest + ":2}\n\n").events).toEqual([{ event: "status", data: '{"b":2}' }]);
+/** A response body that arrives in exactly these chunks, as a proxy may cut it. */
+function body(...chunks: string[]): ReadableStream<Uint8Array<ArrayBuffer>> {
+  const encoder = new TextEncoder();
+  return new ReadableStream({
+    start(controller) {
+      for (const chunk of chunks) controller.enqueue(encoder.encode(chunk));
+      controller.close();
+    },
   });
-  it("joins multi-line data", () => {
-    expect(parseSse("data: a\ndata: b\n\n").events).toEqual([{ event: "message", data: "a\nb" }]);
+}
+
+async function collect(stream: ReadableStream<Uint8Array<ArrayBuffer>>): Promise<SseEvent[]> {
+  const events: SseEvent[] = [];
+  for await (const event of sseEvents(stream)) events.push(event);
+  return events;
+}
+
+describe("sseEvents", () => {
+  it("keeps a \\r\\n split across two chunks as one line ending", async () => {
+    // One event whose data has two lines; a parser that ends the line at the \r and again at the \n sees
+    // a blank line there and dispatches "a" and "b" as two events.
+    expect(await collect(body("data: a\r", "\ndata: b\r\n\r\n"))).toEqual([{ event: "message", data: "a\nb" }]);
+  });
+  it("splits frames across chunks, skips pings and names events", async () => {
+    const events = await collect(body('event: progress\ndata: {"a":1}\n\n: ping\n\nevent: sta', 'tus\r\ndata: {"b"', ":2}\n\n"));
+    expect(events).toEqual([
+      { event: "progress", data: '{"a":1}' },
+      { event: "status", data: '{"b":2}' },
+    ]);
+  });
+  it("joins multi-line data", async () => {
+    expect(await collect(body("data: a\ndata: b\n\n"))).toEqual([{ event: "message", data: "a\nb" }]);
+  });
+});
+
+describe("sleep", () => {
+  it("leaves no abort listener behind, however many times it waits on one signal", async () => {
+    const controller = new AbortController();
+    const signal = controller.signal;
+    let listeners = 0;
+    const add = signal.addEventListener.bind(signal);
+    const remove = signal.removeEventListener.bind(signal);
+    vi.spyOn(signal, "addEventListener").mockImplementation((type, listener, options) => {
+      listeners += 1;
+      add(type, listener, options);
+    });
+    vi.spyOn(signal, "removeEventListener").mockImplementation((type, listener, options) => {
+      listeners -= 1;
+      remove(type, listener, options);
+    });
+    for (let i = 0; i < 5; i++) await sleep(1, signal);
+    expect(listeners).toBe(0);
+    const pending = sleep(60_000, signal);
+    controller.abort();
+    await pending;
+    expect(listeners).toBe(0);
   });
 });
 

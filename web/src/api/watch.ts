@@ -1,6 +1,8 @@
 // Following one job: Server-Sent Events read through fetch (so the Bearer header goes along, which
 // EventSource cannot send), falling back to polling GET /generate/{id} when the stream is unavailable or ends
 // early. Either way the caller just receives successive Job snapshots.
+import { EventSourceParserStream } from "eventsource-parser/stream";
+
 import { api, authHeaders, failureFrom, TERMINAL, unwrap, type Job, type JobResult } from "./client";
 
 export interface SseEvent {
@@ -8,26 +10,22 @@ export interface SseEvent {
   data: string;
 }
 
-/** Splits complete SSE frames off `buffer`; `rest` is the unfinished tail to prepend to the next chunk. */
-export function parseSse(buffer: string): { events: SseEvent[]; rest: string } {
-  const normalised = buffer.replace(/\r\n?/g, "\n");
-  const frames = normalised.split("\n\n");
-  const rest = frames.pop() ?? "";
-  const events: SseEvent[] = [];
-  for (const frame of frames) {
-    let event = "message";
-    const data: string[] = [];
-    for (const line of frame.split("\n")) {
-      if (line.startsWith(":")) continue; // comment / keep-alive ping
-      const colon = line.indexOf(":");
-      const field = colon === -1 ? line : line.slice(0, colon);
-      const value = colon === -1 ? "" : line.slice(colon + 1).replace(/^ /, "");
-      if (field === "event") event = value;
-      else if (field === "data") data.push(value);
+/**
+ * The Server-Sent Events of a response body, parsed by eventsource-parser (which keeps a `\r\n` that a chunk
+ * boundary splits as one line ending, and handles comments, multi-line data and retry fields per the spec).
+ */
+export async function* sseEvents(body: ReadableStream<Uint8Array<ArrayBuffer>>): AsyncGenerator<SseEvent> {
+  const reader = body.pipeThrough(new TextDecoderStream()).pipeThrough(new EventSourceParserStream()).getReader();
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      yield { event: value.event ?? "message", data: value.data };
     }
-    if (data.length) events.push({ event, data: data.join("\n") });
+  } finally {
+    // Leaving early (a terminal job, an abort) closes the connection instead of leaving it open.
+    await reader.cancel().catch(() => undefined);
   }
-  return { events, rest };
 }
 
 function isJob(value: unknown): value is Job {
@@ -78,38 +76,31 @@ async function streamEvents(id: string, job: Job, onJob: (job: Job) => void, sig
     signal,
   });
   if (!response.ok || !response.body) throw failureFrom(response, await response.json().catch(() => null));
-  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-  let buffer = "";
   let current = job;
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) return current;
-    const parsed = parseSse(buffer + value);
-    buffer = parsed.rest;
-    for (const event of parsed.events) {
-      let data: unknown;
-      try {
-        data = JSON.parse(event.data);
-      } catch {
-        continue;
-      }
-      current = applyEvent(current, data);
-      onJob(current);
-      if (TERMINAL.has(current.status)) {
-        await reader.cancel();
-        return current;
-      }
+  for await (const event of sseEvents(response.body)) {
+    let data: unknown;
+    try {
+      data = JSON.parse(event.data);
+    } catch {
+      continue;
     }
+    current = applyEvent(current, data);
+    onJob(current);
+    if (TERMINAL.has(current.status)) return current;
   }
+  return current;
 }
 
-const sleep = (ms: number, signal: AbortSignal) =>
+/** Waits `ms`, or less when `signal` aborts; either way its abort listener is gone when it resolves. */
+export const sleep = (ms: number, signal: AbortSignal) =>
   new Promise<void>((resolve) => {
-    const timer = setTimeout(resolve, ms);
-    signal.addEventListener("abort", () => {
+    const done = () => {
       clearTimeout(timer);
+      signal.removeEventListener("abort", done);
       resolve();
-    });
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
   });
 
 export function fetchJob(id: string, signal?: AbortSignal): Promise<Job> {

@@ -1,7 +1,9 @@
 "use client";
+import { QueryClientProvider } from "@tanstack/react-query";
 import { useCallback, useEffect, useState } from "react";
 
 import type { Job } from "@/api/client";
+import { makeQueryClient } from "@/api/queries";
 import { DEFAULT_PARAMS, fromRequest, restoreParams, type FormParams } from "@/lib/params";
 import { KEYS, loadJSON, saveJSON } from "@/lib/storage";
 
@@ -37,6 +39,15 @@ function loadParams(): FormParams {
 }
 
 export default function App() {
+  const [queryClient] = useState(makeQueryClient);
+  return (
+    <QueryClientProvider client={queryClient}>
+      <Studio />
+    </QueryClientProvider>
+  );
+}
+
+function Studio() {
   const [tab, setTab] = useState<TabId>(tabFromHash);
   const [params, setParamsState] = useState<FormParams>(loadParams);
   const [theme, setTheme] = useState<Theme>(() => loadJSON<Theme>(KEYS.theme, "system"));

@@ -6,7 +6,7 @@ import type { ModelInfo } from "@/api/client";
 import { DEFAULT_PARAMS, type FormParams } from "@/lib/params";
 import type { FieldErrors } from "@/lib/rules";
 
-import { GenerateForm } from "./GenerateForm";
+import { firstInvalidControl, GenerateForm } from "./GenerateForm";
 
 const models: ModelInfo[] = [
   { id: "tiny-sd15", name: "Tiny SD 1.5", family: "sd15", format: "diffusers", demo: true, loaded: true, default_size: 64 },
@@ -42,6 +42,27 @@ describe("GenerateForm", () => {
     expect(width).toHaveAttribute("aria-invalid", "true");
     expect(width).toHaveAccessibleDescription("Width: must be a multiple of 8");
     expect(screen.getByLabelText("Height")).not.toHaveAttribute("aria-invalid");
+  });
+
+  it("links every hint to the control it explains", () => {
+    const { container } = render(<Harness initial={{ ...DEFAULT_PARAMS, seedMode: "fixed" }} />);
+    const hints = Array.from(container.querySelectorAll<HTMLElement>(".hint"));
+    expect(hints.length).toBeGreaterThanOrEqual(2);
+    for (const hint of hints) {
+      const control = container.querySelector(`[aria-describedby~="${hint.id}"]`);
+      expect(control, `hint "${hint.textContent}" is linked to no control`).not.toBeNull();
+      expect(control).toHaveAccessibleDescription(hint.textContent ?? "");
+    }
+    expect(screen.getByLabelText("Priority")).toHaveAccessibleDescription("Higher runs first");
+  });
+
+  it("puts the keyboard on the first field in error, in page order", () => {
+    expect(firstInvalidControl({ steps: "x", width: "y" }, "random")).toBe("width");
+    expect(firstInvalidControl({ priority: "x", prompt: "y" }, "random")).toBe("prompt");
+    // Without a seed value field, a seed error belongs to the seed mode.
+    expect(firstInvalidControl({ seed: "x" }, "last")).toBe("seed-mode");
+    expect(firstInvalidControl({ seed: "x" }, "fixed")).toBe("seed");
+    expect(firstInvalidControl({}, "fixed")).toBeNull();
   });
 
   it("submits on Ctrl+Enter in the prompt, while plain Enter makes a new line", async () => {

@@ -18,11 +18,24 @@ export interface GenerateFormProps {
   lastSeed: number | null;
 }
 
-function Field({ id, label, error, hint, children }: { id: string; label: string; error?: string; hint?: string; children: ReactNode }) {
+/** What a control needs to be tied to its field's hint and error (spread onto the input). */
+export interface FieldA11y {
+  "aria-describedby"?: string;
+  "aria-invalid"?: true;
+}
+
+/**
+ * A labelled field. The control comes from `children(a11y)`, so every hint and error this field shows is in
+ * the control's aria-describedby: none can be left unlinked.
+ */
+function Field(props: { id: string; label: string; error?: string; hint?: string; children: (a11y: FieldA11y) => ReactNode }) {
+  const { id, label, error, hint, children } = props;
+  const described = [hint ? `${id}-hint` : "", error ? `${id}-error` : ""].filter(Boolean).join(" ");
+  const a11y: FieldA11y = { ...(described ? { "aria-describedby": described } : {}), ...(error ? { "aria-invalid": true } : {}) };
   return (
     <div className={`field${error ? " field-invalid" : ""}`}>
       <label htmlFor={id}>{label}</label>
-      {children}
+      {children(a11y)}
       {hint ? (
         <p className="hint" id={`${id}-hint`}>
           {hint}
@@ -37,9 +50,27 @@ function Field({ id, label, error, hint, children }: { id: string; label: string
   );
 }
 
-function describedBy(id: string, error: string | undefined, hint?: boolean): string | undefined {
-  const ids = [hint ? `${id}-hint` : "", error ? `${id}-error` : ""].filter(Boolean).join(" ");
-  return ids || undefined;
+/** The request fields the form shows, in page order, by the label a person sees. */
+export const FIELD_LABEL: Partial<Record<keyof FieldErrors, string>> = {
+  prompt: "Prompt",
+  negative_prompt: "Negative prompt",
+  model: "Model",
+  sampler: "Sampler",
+  width: "Width",
+  height: "Height",
+  steps: "Steps",
+  cfg_scale: "CFG scale",
+  seed: "Seed",
+  batch_size: "Batch size",
+  priority: "Priority",
+};
+const FIELD_ORDER = Object.keys(FIELD_LABEL) as (keyof FieldErrors)[];
+
+/** The id of the control that takes focus after a failed submit: the first field in error, in page order. */
+export function firstInvalidControl(errors: FieldErrors, seedMode: SeedMode): string | null {
+  const field = FIELD_ORDER.find((f) => errors[f]);
+  if (field === undefined) return null;
+  return field === "seed" && seedMode !== "fixed" ? "seed-mode" : field;
 }
 
 /** The Generate form. Pure: values, errors and lists come in as props; every edit goes out through onChange. */
@@ -65,7 +96,7 @@ export function GenerateForm(props: GenerateFormProps) {
   };
   const numberInput = (key: "width" | "height" | "steps" | "cfg_scale" | "batch_size" | "priority" | "seed", step?: number) => {
     const r = rule(key);
-    return (
+    const input = (a11y: FieldA11y) => (
       <input
         id={key}
         type="number"
@@ -75,81 +106,69 @@ export function GenerateForm(props: GenerateFormProps) {
         step={step ?? r.multipleOf ?? 1}
         value={Number.isFinite(params[key]) ? params[key] : ""}
         onChange={num(key)}
-        aria-invalid={errors[key] ? true : undefined}
-        aria-describedby={describedBy(key, errors[key])}
+        {...a11y}
       />
     );
+    return input;
   };
 
   return (
     <form className="generate-form" onSubmit={submit} noValidate aria-label="Generate">
       <Field id="prompt" label="Prompt" error={errors.prompt} hint="Ctrl+Enter (⌘+Enter) to generate">
-        <textarea
-          id="prompt"
-          rows={4}
-          value={params.prompt}
-          onChange={(e) => set("prompt", e.target.value)}
-          onKeyDown={submitOnCtrlEnter}
-          aria-invalid={errors.prompt ? true : undefined}
-          aria-describedby={describedBy("prompt", errors.prompt, true)}
-          placeholder="a lighthouse on a cliff at dusk, oil painting"
-        />
+        {(a11y) => (
+          <textarea
+            id="prompt"
+            rows={4}
+            value={params.prompt}
+            onChange={(e) => set("prompt", e.target.value)}
+            onKeyDown={submitOnCtrlEnter}
+            placeholder="a lighthouse on a cliff at dusk, oil painting"
+            {...a11y}
+          />
+        )}
       </Field>
       <Field id="negative_prompt" label="Negative prompt" error={errors.negative_prompt}>
-        <textarea
-          id="negative_prompt"
-          rows={2}
-          value={params.negative_prompt}
-          onChange={(e) => set("negative_prompt", e.target.value)}
-          onKeyDown={submitOnCtrlEnter}
-          aria-invalid={errors.negative_prompt ? true : undefined}
-          aria-describedby={describedBy("negative_prompt", errors.negative_prompt)}
-        />
+        {(a11y) => (
+          <textarea
+            id="negative_prompt"
+            rows={2}
+            value={params.negative_prompt}
+            onChange={(e) => set("negative_prompt", e.target.value)}
+            onKeyDown={submitOnCtrlEnter}
+            {...a11y}
+          />
+        )}
       </Field>
 
       <div className="row">
         <Field id="model" label="Model" error={errors.model}>
-          <select
-            id="model"
-            value={params.model}
-            onChange={(e) => set("model", e.target.value)}
-            aria-invalid={errors.model ? true : undefined}
-            aria-describedby={describedBy("model", errors.model)}
-          >
-            <option value="">{defaultModel ? `${defaultModel} (default)` : "Server default"}</option>
-            {(models ?? []).map((m) => (
-              <option key={m.id} value={m.id}>
-                {m.name} · {m.family === "sdxl" ? "SDXL" : "SD 1.5"}
-                {m.demo ? " · demo (noise)" : ""}
-              </option>
-            ))}
-          </select>
-        </Field>
-        <Field id="sampler" label="Sampler" error={errors.sampler}>
-          {samplers ? (
-            <select
-              id="sampler"
-              value={params.sampler}
-              onChange={(e) => set("sampler", e.target.value)}
-              aria-invalid={errors.sampler ? true : undefined}
-              aria-describedby={describedBy("sampler", errors.sampler)}
-            >
-              {samplers.some((s) => s.id === params.sampler) ? null : <option value={params.sampler}>{params.sampler}</option>}
-              {samplers.map((s) => (
-                <option key={s.id} value={s.id}>
-                  {s.name}
+          {(a11y) => (
+            <select id="model" value={params.model} onChange={(e) => set("model", e.target.value)} {...a11y}>
+              <option value="">{defaultModel ? `${defaultModel} (default)` : "Server default"}</option>
+              {(models ?? []).map((m) => (
+                <option key={m.id} value={m.id}>
+                  {m.name} · {m.family === "sdxl" ? "SDXL" : "SD 1.5"}
+                  {m.demo ? " · demo (noise)" : ""}
                 </option>
               ))}
             </select>
-          ) : (
-            <input
-              id="sampler"
-              value={params.sampler}
-              onChange={(e) => set("sampler", e.target.value)}
-              aria-invalid={errors.sampler ? true : undefined}
-              aria-describedby={describedBy("sampler", errors.sampler)}
-            />
           )}
+        </Field>
+        <Field id="sampler" label="Sampler" error={errors.sampler}>
+          {(a11y) =>
+            samplers ? (
+              <select id="sampler" value={params.sampler} onChange={(e) => set("sampler", e.target.value)} {...a11y}>
+                {samplers.some((s) => s.id === params.sampler) ? null : <option value={params.sampler}>{params.sampler}</option>}
+                {samplers.map((s) => (
+                  <option key={s.id} value={s.id}>
+                    {s.name}
+                  </option>
+                ))}
+              </select>
+            ) : (
+              <input id="sampler" value={params.sampler} onChange={(e) => set("sampler", e.target.value)} {...a11y} />
+            )
+          }
         </Field>
       </div>
       {selectedModel?.demo ? (
@@ -159,21 +178,24 @@ export function GenerateForm(props: GenerateFormProps) {
       ) : null}
 
       <Field id="size-preset" label="Size">
-        <select
-          id="size-preset"
-          value={presetValue}
-          onChange={(e) => {
-            const preset = presets.find((p) => p.label === e.target.value);
-            if (preset) onChange({ ...params, width: preset.width, height: preset.height });
-          }}
-        >
-          {presets.map((p) => (
-            <option key={p.label} value={p.label}>
-              {p.label}
-            </option>
-          ))}
-          <option value="custom">Custom</option>
-        </select>
+        {(a11y) => (
+          <select
+            id="size-preset"
+            value={presetValue}
+            onChange={(e) => {
+              const preset = presets.find((p) => p.label === e.target.value);
+              if (preset) onChange({ ...params, width: preset.width, height: preset.height });
+            }}
+            {...a11y}
+          >
+            {presets.map((p) => (
+              <option key={p.label} value={p.label}>
+                {p.label}
+              </option>
+            ))}
+            <option value="custom">Custom</option>
+          </select>
+        )}
       </Field>
       <div className="row">
         <Field id="width" label="Width" error={errors.width}>
@@ -192,23 +214,22 @@ export function GenerateForm(props: GenerateFormProps) {
         </Field>
       </div>
       <div className="row">
-        <Field id="seed-mode" label="Seed">
-          <select id="seed-mode" value={params.seedMode} onChange={(e) => set("seedMode", e.target.value as SeedMode)}>
-            <option value="random">Random</option>
-            <option value="fixed">Fixed</option>
-            <option value="last" disabled={lastSeed === null}>
-              Reuse last{lastSeed !== null ? ` (${lastSeed})` : ""}
-            </option>
-          </select>
+        {/* Without a seed value to type (random, reuse last), a seed error belongs to the mode. */}
+        <Field id="seed-mode" label="Seed" error={params.seedMode === "fixed" ? undefined : errors.seed}>
+          {(a11y) => (
+            <select id="seed-mode" value={params.seedMode} onChange={(e) => set("seedMode", e.target.value as SeedMode)} {...a11y}>
+              <option value="random">Random</option>
+              <option value="fixed">Fixed</option>
+              <option value="last" disabled={lastSeed === null}>
+                Reuse last{lastSeed !== null ? ` (${lastSeed})` : ""}
+              </option>
+            </select>
+          )}
         </Field>
         {params.seedMode === "fixed" ? (
           <Field id="seed" label="Seed value" error={errors.seed}>
             {numberInput("seed")}
           </Field>
-        ) : errors.seed ? (
-          <p className="field-error" data-testid="error-seed">
-            Seed: {errors.seed}
-          </p>
         ) : null}
       </div>
       <div className="row">

@@ -1,22 +1,31 @@
 "use client";
 import { useCallback, useEffect, useState } from "react";
 
-import { api, ApiFailure, TERMINAL, unwrap, type Job, type SamplerInfo } from "@/api/client";
+import { ApiFailure, TERMINAL, type Job } from "@/api/client";
+import { useCancelJob, useModels, useSamplers, useSubmitJob } from "@/api/queries";
 import { watchJob } from "@/api/watch";
+import { STATUS_LABEL } from "@/lib/format";
 import { fromRequest, toRequest, type FormParams } from "@/lib/params";
 import { validateRequest, type FieldErrors } from "@/lib/rules";
 import { KEYS, loadJSON, saveJSON } from "@/lib/storage";
-import { usePoll } from "@/lib/usePoll";
 
-import { GenerateForm } from "./GenerateForm";
+import { FIELD_LABEL, firstInvalidControl, GenerateForm } from "./GenerateForm";
 import { JobProgress } from "./JobProgress";
 import { NoModels } from "./NoModels";
 import { ErrorNotice } from "./Notice";
 import { ResultsGrid } from "./ResultsGrid";
 
-const loadModels = (signal: AbortSignal) => unwrap(api.GET("/api/v1/models", { signal }));
-const loadSamplers = async (signal: AbortSignal): Promise<SamplerInfo[]> =>
-  (await unwrap(api.GET("/api/v1/samplers", { signal }))).samplers;
+/** A refused submit: what to announce, and which control takes focus (`attempt` makes each one new). */
+interface Rejection {
+  message: string;
+  control: string | null;
+  attempt: number;
+}
+
+function rejectionMessage(errors: FieldErrors): string {
+  const parts = (Object.entries(errors) as [keyof FieldErrors, string][]).map(([f, m]) => `${FIELD_LABEL[f] ?? f}: ${m}`);
+  return `Not submitted. ${parts.join("; ")}.`;
+}
 
 /** Server field names may be dotted (`body.width`); the form knows the last segment. */
 function serverFieldErrors(failure: ApiFailure): FieldErrors {
@@ -29,12 +38,14 @@ function serverFieldErrors(failure: ApiFailure): FieldErrors {
 }
 
 export function GeneratePanel({ params, setParams }: { params: FormParams; setParams: (p: FormParams) => void }) {
-  const models = usePoll(loadModels, 10_000);
-  const samplers = usePoll(loadSamplers, null);
+  const models = useModels();
+  const samplers = useSamplers();
+  const submitJob = useSubmitJob();
+  const cancelJob = useCancelJob();
   const [attempted, setAttempted] = useState(false);
   const [serverErrors, setServerErrors] = useState<FieldErrors>({});
   const [failure, setFailure] = useState<ApiFailure | null>(null);
-  const [submitting, setSubmitting] = useState(false);
+  const [rejection, setRejection] = useState<Rejection | null>(null);
   const [jobId, setJobId] = useState<string | null>(() => loadJSON<string | null>(KEYS.activeJob, null));
   const [job, setJob] = useState<Job | null>(null);
   const [watchError, setWatchError] = useState<ApiFailure | null>(null);
@@ -59,6 +70,11 @@ export function GeneratePanel({ params, setParams }: { params: FormParams; setPa
     return () => controller.abort();
   }, [jobId]);
 
+  // A refused submit puts the keyboard on the first field in error (its error is its description).
+  useEffect(() => {
+    if (rejection?.control) document.getElementById(rejection.control)?.focus();
+  }, [rejection]);
+
   const change = useCallback(
     (next: FormParams) => {
       // A server error belongs to the value it judged: editing that field clears it.
@@ -80,36 +96,42 @@ export function GeneratePanel({ params, setParams }: { params: FormParams; setPa
   if (!attempted) delete clientErrors.prompt;
   const errors: FieldErrors = { ...clientErrors, ...serverErrors };
 
-  const submit = async () => {
+  const reject = (fieldErrors: FieldErrors) =>
+    setRejection((previous) => ({
+      message: rejectionMessage(fieldErrors),
+      control: firstInvalidControl(fieldErrors, params.seedMode),
+      attempt: (previous?.attempt ?? 0) + 1,
+    }));
+
+  const submit = () => {
     setAttempted(true);
     setFailure(null);
-    if (Object.keys(validateRequest(request)).length > 0) return;
-    setSubmitting(true);
-    try {
-      const created = await unwrap(api.POST("/api/v1/generate", { body: request }));
-      setServerErrors({});
-      setAttempted(false);
-      setWatchError(null);
-      setJob(created);
-      setJobId(created.id);
-      saveJSON(KEYS.activeJob, created.id);
-    } catch (err) {
-      const f = err instanceof ApiFailure ? err : new ApiFailure(String(err), null, "client");
-      const fieldErrors = serverFieldErrors(f);
-      setServerErrors(fieldErrors);
-      if (Object.keys(fieldErrors).length === 0) setFailure(f);
-    } finally {
-      setSubmitting(false);
+    const invalid = validateRequest(request);
+    if (Object.keys(invalid).length > 0) {
+      reject(invalid);
+      return;
     }
+    setRejection(null);
+    submitJob.mutate(request, {
+      onSuccess: (created) => {
+        setServerErrors({});
+        setAttempted(false);
+        setWatchError(null);
+        setJob(created);
+        setJobId(created.id);
+        saveJSON(KEYS.activeJob, created.id);
+      },
+      onError: (f) => {
+        const fieldErrors = serverFieldErrors(f);
+        setServerErrors(fieldErrors);
+        if (Object.keys(fieldErrors).length === 0) setFailure(f);
+        else reject(fieldErrors);
+      },
+    });
   };
 
-  const cancel = async () => {
-    if (!job) return;
-    try {
-      setJob(await unwrap(api.POST("/api/v1/generate/{job_id}/cancel", { params: { path: { job_id: job.id } } })));
-    } catch (err) {
-      setFailure(err instanceof ApiFailure ? err : new ApiFailure(String(err), null, "client"));
-    }
+  const cancel = () => {
+    if (job) cancelJob.mutate(job.id, { onSuccess: setJob });
   };
 
   const modelList = models.data?.models ?? null;
@@ -125,15 +147,25 @@ export function GeneratePanel({ params, setParams }: { params: FormParams; setPa
           onSubmit={submit}
           models={modelList}
           defaultModel={models.data?.default ?? null}
-          samplers={samplers.data}
+          samplers={samplers.data ?? null}
           errors={errors}
-          submitting={submitting}
+          submitting={submitJob.isPending}
           lastSeed={lastSeed}
         />
         <ErrorNotice error={failure} title="Not submitted" />
+        {rejection && Object.keys(errors).length > 0 ? (
+          // Keyed by attempt: the same refusal twice is announced twice.
+          <p key={rejection.attempt} className="notice notice-error" role="alert" data-testid="submit-rejected">
+            {rejection.message}
+          </p>
+        ) : null}
       </section>
-      <section className="panel" aria-labelledby="output-heading" aria-live="polite">
+      {/* Not a live region: a running job changes every step, and only its status is worth announcing. */}
+      <section className="panel" aria-labelledby="output-heading">
         <h2 id="output-heading">Output</h2>
+        <p className="visually-hidden" role="status" data-testid="job-announcement">
+          {job ? `Job ${STATUS_LABEL[job.status].toLowerCase()}.` : ""}
+        </p>
         {job ? (
           <>
             <p className="muted job-prompt">{job.request.prompt}</p>
@@ -154,6 +186,7 @@ export function GeneratePanel({ params, setParams }: { params: FormParams; setPa
         ) : (
           <p className="muted">Your images appear here.</p>
         )}
+        <ErrorNotice error={cancelJob.error} title="Cancel" />
         <ErrorNotice error={watchError} title="Lost track of the job" />
       </section>
     </div>

@@ -1,41 +1,23 @@
 "use client";
-import { useCallback, useState } from "react";
+import { useState } from "react";
 
-import { api, ApiFailure, TERMINAL, unwrap, type Job, type JobStatus } from "@/api/client";
+import { TERMINAL, type Job, type JobStatus } from "@/api/client";
+import { HISTORY_PAGE_SIZE as PAGE_SIZE, useDeleteJob, useHistory } from "@/api/queries";
 import { STATUS_LABEL } from "@/lib/format";
-import { usePoll } from "@/lib/usePoll";
 
 import { JobRow } from "./JobRow";
 import { ErrorNotice } from "./Notice";
 import { ResultsGrid } from "./ResultsGrid";
 
-const PAGE_SIZE = 10;
-
 export function HistoryPanel({ onReuse }: { onReuse: (job: Job, seed: number | null) => void }) {
   const [status, setStatus] = useState<JobStatus | "">("");
   const [offset, setOffset] = useState(0);
-  const [failure, setFailure] = useState<ApiFailure | null>(null);
-  const load = useCallback(
-    (signal: AbortSignal) =>
-      unwrap(
-        api.GET("/api/v1/generate", {
-          params: { query: { offset, limit: PAGE_SIZE, ...(status ? { status } : {}) } },
-          signal,
-        }),
-      ),
-    [offset, status],
-  );
-  const page = usePoll(load, 5000);
+  const page = useHistory(offset, status);
+  const deleteJob = useDeleteJob();
 
-  const remove = async (job: Job) => {
+  const remove = (job: Job) => {
     if (!window.confirm(`Delete this job and its ${(job.results ?? []).length} image(s)?`)) return;
-    setFailure(null);
-    try {
-      await unwrap(api.DELETE("/api/v1/generate/{job_id}", { params: { path: { job_id: job.id } } }));
-    } catch (err) {
-      setFailure(err instanceof ApiFailure ? err : new ApiFailure(String(err), null, "client"));
-    }
-    page.refresh();
+    deleteJob.mutate(job.id);
   };
 
   const data = page.data;
@@ -62,7 +44,7 @@ export function HistoryPanel({ onReuse }: { onReuse: (job: Job, seed: number | n
         </select>
       </div>
       <ErrorNotice error={page.error} title="History" />
-      <ErrorNotice error={failure} title="Delete" />
+      <ErrorNotice error={deleteJob.error} title="Delete" />
       {data && data.items.length === 0 ? <p className="muted">No jobs{status ? ` with status ${STATUS_LABEL[status]}` : ""} yet.</p> : null}
       <ul className="job-list">
         {(data?.items ?? []).map((job) => (

@@ -33,6 +33,14 @@ describe("JobProgress", () => {
     expect(screen.getByAltText("Live preview at step 2")).toHaveAttribute("src", "data:image/jpeg;base64,AA");
   });
 
+  it("without an event stream, shows the job read's preview URL, new at each step", () => {
+    const running: Job = { ...base, status: "running", queue_position: null, step: 3, total_steps: 8, progress: 37.5, preview: null, preview_url: "/api/v1/generate/j/preview" };
+    const { rerender } = render(<JobProgress job={running} />);
+    expect(screen.getByAltText("Live preview at step 3")).toHaveAttribute("src", "/api/v1/generate/j/preview?step=3");
+    rerender(<JobProgress job={{ ...running, step: 4 }} />);
+    expect(screen.getByAltText("Live preview at step 4")).toHaveAttribute("src", "/api/v1/generate/j/preview?step=4");
+  });
+
   it("says why a job failed", () => {
     render(<JobProgress job={{ ...base, status: "failed", queue_position: null, error: { code: "out_of_memory", message: "CUDA out of memory" } }} />);
     expect(screen.getByRole("alert")).toHaveTextContent("CUDA out of memory (out_of_memory)");

@@ -4,6 +4,8 @@ import { useEffect, useState } from "react";
 import type { Job } from "@/api/client";
 import { etaSeconds, formatDuration, STATUS_LABEL } from "@/lib/format";
 
+import { AuthImage } from "./AuthImage";
+
 /** Where a job stands: queue position, or a progress bar with step x/y, ETA and the latest latent preview. */
 export function JobProgress({ job }: { job: Job }) {
   const [now, setNow] = useState(() => Date.now());
@@ -43,8 +45,11 @@ export function JobProgress({ job }: { job: Job }) {
         </>
       ) : null}
       {running && job.preview ? (
-        // eslint-disable-next-line @next/next/no-img-element -- a data: URL preview from the worker
+        // eslint-disable-next-line @next/next/no-img-element -- a data: URL preview from the job's event stream
         <img className="preview" src={job.preview} alt={`Live preview at step ${job.step}`} />
+      ) : running && job.preview_url ? (
+        // Polling (no event stream): the latest preview lives at one URL; the step makes each one a new image.
+        <AuthImage className="preview" src={`${job.preview_url}?step=${job.step}`} alt={`Live preview at step ${job.step}`} />
       ) : null}
       {job.error && job.status !== "completed" ? (
         <p className="notice notice-error" role="alert">

@@ -1,13 +1,9 @@
 "use client";
-import { useState } from "react";
-
-import { api, ApiFailure, unwrap, type QueueStatus } from "@/api/client";
-import { usePoll } from "@/lib/usePoll";
+import type { QueueStatus } from "@/api/client";
+import { useCancelJob, useQueue } from "@/api/queries";
 
 import { JobRow } from "./JobRow";
 import { ErrorNotice } from "./Notice";
-
-const loadQueue = (signal: AbortSignal) => unwrap(api.GET("/api/v1/queue", { signal }));
 
 const COUNT_LABELS: [keyof QueueStatus["counts"], string][] = [
   ["queued", "Queued"],
@@ -19,23 +15,15 @@ const COUNT_LABELS: [keyof QueueStatus["counts"], string][] = [
 ];
 
 export function QueuePanel() {
-  const queue = usePoll(loadQueue, 1500);
-  const [failure, setFailure] = useState<ApiFailure | null>(null);
-  const cancel = async (id: string) => {
-    setFailure(null);
-    try {
-      await unwrap(api.POST("/api/v1/generate/{job_id}/cancel", { params: { path: { job_id: id } } }));
-    } catch (err) {
-      setFailure(err instanceof ApiFailure ? err : new ApiFailure(String(err), null, "client"));
-    }
-    queue.refresh();
-  };
+  const queue = useQueue();
+  const cancelJob = useCancelJob();
+  const cancel = (id: string) => cancelJob.mutate(id);
   const data = queue.data;
   return (
     <section className="panel" aria-labelledby="queue-heading">
       <h2 id="queue-heading">Queue</h2>
       <ErrorNotice error={queue.error} title="Queue" />
-      <ErrorNotice error={failure} title="Cancel" />
+      <ErrorNotice error={cancelJob.error} title="Cancel" />
       {data ? (
         <>
           <dl className="counts" aria-label="Job counts">

@@ -1,27 +1,12 @@
 "use client";
+import { useQueryClient } from "@tanstack/react-query";
 import { useState } from "react";
 
-import { api, ApiFailure, failureFrom, unwrap, type ReadyResponse } from "@/api/client";
+import { useModels, useReady } from "@/api/queries";
 import { getApiKey, setApiKey } from "@/lib/storage";
-import { usePoll } from "@/lib/usePoll";
 
 import { NoModels } from "./NoModels";
 import { ErrorNotice } from "./Notice";
-
-/** /ready answers 503 with the same body when not ready: both are a status to show, not an error. */
-async function loadReady(signal: AbortSignal): Promise<ReadyResponse> {
-  let result;
-  try {
-    result = await api.GET("/api/v1/ready", { signal });
-  } catch {
-    throw new ApiFailure("Cannot reach the gateway (network error).", null, "network");
-  }
-  if (result.data) return result.data;
-  if (result.response.status === 503 && result.error && "ready" in result.error) return result.error;
-  throw failureFrom(result.response, result.error);
-}
-
-const loadModels = (signal: AbortSignal) => unwrap(api.GET("/api/v1/models", { signal }));
 
 function ApiKeyForm({ onSaved }: { onSaved: () => void }) {
   const [value, setValue] = useState(getApiKey);
@@ -73,12 +58,11 @@ function ApiKeyForm({ onSaved }: { onSaved: () => void }) {
 }
 
 export function SettingsPanel() {
-  const ready = usePoll(loadReady, 5000);
-  const models = usePoll(loadModels, 10_000);
-  const refresh = () => {
-    ready.refresh();
-    models.refresh();
-  };
+  const ready = useReady();
+  const models = useModels();
+  const queryClient = useQueryClient();
+  // A new key can change every answer (401 before, data after): re-read them all.
+  const refresh = () => void queryClient.invalidateQueries();
   const r = ready.data;
   return (
     <section className="panel" aria-labelledby="settings-heading">

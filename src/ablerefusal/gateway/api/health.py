@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
+from ablerefusal.gateway.auth import OptionalPrincipalDep
 from ablerefusal.gateway.deps import ServiceDep
 from ablerefusal.gateway.schemas import ReadyResponse
 
@@ -25,8 +26,9 @@ async def health() -> HealthResponse:
     summary="Readiness: store reachable and at least one worker ready",
     responses={503: {"model": ReadyResponse, "description": "Not ready; `reason` says why."}},
 )
-async def ready(service: ServiceDep, response: Response) -> ReadyResponse:
-    answer = await service.ready()
+async def ready(service: ServiceDep, principal: OptionalPrincipalDep, response: Response) -> ReadyResponse:
+    # Open to probes; worker addresses only for admin keys (or a gateway without keys).
+    answer = await service.ready(show_workers=principal is not None and principal.admin)
     if not answer.ready:
         response.status_code = 503
     return answer

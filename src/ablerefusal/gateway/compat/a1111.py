@@ -10,10 +10,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import anyio
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
+from ablerefusal.gateway.auth import principal_of
 from ablerefusal.gateway.compat.a1111_models import (
     NamedItem,
     PngInfoRequest,
@@ -38,26 +40,21 @@ from ablerefusal.gateway.compat.a1111_translate import (
 from ablerefusal.gateway.compat.auth import require_a1111_key
 from ablerefusal.gateway.compat.errors import CompatError, CompatFieldError
 from ablerefusal.gateway.compat.images import png_base64
-from ablerefusal.gateway.compat.infotext import (
-    ImageDecodeError,
-    decode_image,
-    parse_infotext,
-    read_text_chunks,
-)
+from ablerefusal.gateway.compat.infotext import ImageDecodeError, read_png_info
 from ablerefusal.gateway.compat.routing import route_class, validation_field
 from ablerefusal.gateway.compat.waiting import cancel_unfinished, wait_all
 from ablerefusal.gateway.deps import ServiceDep
 from ablerefusal.gateway.errors import ApiException
 from ablerefusal.gateway.schemas import Job, JobStatus
 from ablerefusal.gateway.services import GatewayService
-from ablerefusal.protocol import ModelInfo, SamplerInfo
-from ablerefusal.worker.engine.samplers import SAMPLERS
+from ablerefusal.protocol import ModelInfo
 
 # Chunk A1111 stores its infotext in; png-info reports it apart from the other chunks.
 PARAMETERS_CHUNK = "parameters"
 _rng = random.SystemRandom()
-# The worker's table (importable without torch) in the wire shape the translation works on.
-SAMPLER_TABLE = [SamplerInfo(id=s.id, name=s.name, aliases=list(s.aliases)) for s in SAMPLERS]
+# Images are parsed in worker threads (base64, inflate and parse would stall the event loop); at most this
+# many at once, so a burst of png-info requests cannot take every thread the store calls need.
+_image_parsing = anyio.CapacityLimiter(2)
 
 
 def _field_error(field: str, message: str, error_type: str = "value_error") -> dict[str, Any]:
@@ -121,13 +118,14 @@ def _current_model(service: GatewayService, state: A1111State) -> tuple[ModelInf
 async def txt2img(body: Txt2ImgRequest, request: Request, service: ServiceDep) -> Txt2ImgResponse:
     state = _state(request)
     current, models = _current_model(service, state)
-    plan = plan_txt2img(body, SAMPLER_TABLE, models, current, _rng)
-    run = A1111Run(job_ids=[], started_at=datetime.now())
+    plan = plan_txt2img(body, service.samplers(), models, current, _rng)
+    principal = principal_of(request)
+    run = A1111Run(job_ids=[], started_at=datetime.now(), owner=principal.owner)
     state.runs.append(run)
     try:
         try:
             for job_request in plan.jobs:
-                run.job_ids.append((await service.submit(job_request)).id)
+                run.job_ids.append((await service.submit(job_request, principal=principal)).id)
         except ApiException:
             # Refused mid-way (e.g. queue full): leave no part of this request queued.
             await cancel_unfinished(service, run.job_ids)
@@ -149,7 +147,9 @@ async def txt2img(body: Txt2ImgRequest, request: Request, service: ServiceDep) -
 
 
 async def _run_jobs(service: GatewayService, run: A1111Run) -> list[Job]:
-    return [await service.get(job_id) for job_id in run.job_ids]
+    jobs = [await service.get(job_id) for job_id in run.job_ids]
+    # Job reads carry only the preview's URL; A1111's /progress sends the image itself.
+    return [await service.with_preview(job) if job.preview_url else job for job in jobs]
 
 
 @router.get("/progress", summary="Progress of the A1111 request being processed")
@@ -158,7 +158,7 @@ async def progress(
     service: ServiceDep,
     skip_current_image: bool = Query(False, description="Accepted for A1111 clients; previews are always sent."),
 ) -> ProgressResponse:
-    run = _state(request).current()
+    run = _state(request).current(principal_of(request))
     if run is None or not run.job_ids:
         return idle_progress()
     return progress_of(run, await _run_jobs(service, run), time.monotonic())
@@ -166,7 +166,7 @@ async def progress(
 
 @router.post("/interrupt", summary="Stop the A1111 request being processed (all its iterations)")
 async def interrupt(request: Request, service: ServiceDep) -> None:
-    run = _state(request).current()
+    run = _state(request).current(principal_of(request))
     if run is not None:
         run.interrupted = True
         await cancel_unfinished(service, list(run.job_ids))
@@ -174,7 +174,7 @@ async def interrupt(request: Request, service: ServiceDep) -> None:
 
 @router.post("/skip", summary="Skip the iteration running now; the request goes on with the next")
 async def skip(request: Request, service: ServiceDep) -> None:
-    run = _state(request).current()
+    run = _state(request).current(principal_of(request))
     if run is not None:
         run.skipped = True
         await cancel_unfinished(service, list(run.job_ids), only_first=True)
@@ -185,14 +185,15 @@ async def sd_models(service: ServiceDep) -> list[SDModelItem]:
     return [model_item(m) for m in service.models().models]
 
 
+# The same list /api/v1/samplers gives (what the ready workers announce), in A1111's shape.
 @router.get("/samplers", summary="Samplers, by A1111 name")
-async def samplers() -> list[SamplerItem]:
-    return sampler_items(SAMPLER_TABLE)
+async def samplers(service: ServiceDep) -> list[SamplerItem]:
+    return sampler_items(service.samplers())
 
 
 @router.get("/schedulers", summary="Noise schedules accepted in txt2img's scheduler")
-async def schedulers() -> list[SchedulerItem]:
-    return scheduler_items(SAMPLER_TABLE)
+async def schedulers(service: ServiceDep) -> list[SchedulerItem]:
+    return scheduler_items(service.samplers())
 
 
 @router.get("/options", summary="Options; sd_model_checkpoint is the model txt2img uses by default")
@@ -240,8 +241,7 @@ async def png_info(body: PngInfoRequest) -> PngInfoResponse:
     if not body.image.strip():
         return PngInfoResponse(info="")
     try:
-        chunks = read_text_chunks(decode_image(body.image))
+        found = await anyio.to_thread.run_sync(read_png_info, body.image, PARAMETERS_CHUNK, limiter=_image_parsing)
     except ImageDecodeError as exc:
         raise CompatFieldError("image", str(exc)) from exc
-    text = chunks.pop(PARAMETERS_CHUNK, "")
-    return PngInfoResponse(info=text, items=chunks, parameters=parse_infotext(text) if text else {})
+    return PngInfoResponse(info=found.info, items=found.items, parameters=found.parameters)

@@ -14,6 +14,7 @@ from datetime import datetime
 
 from fastapi import FastAPI
 
+from ablerefusal.gateway.auth import OPEN, Principal
 from ablerefusal.gateway.compat.a1111_models import ProgressResponse, ProgressState
 from ablerefusal.gateway.schemas import TERMINAL_STATUSES, Job, JobStatus
 
@@ -27,6 +28,7 @@ class A1111Run:
     started_mono: float = field(default_factory=time.monotonic)
     interrupted: bool = False
     skipped: bool = False
+    owner: str | None = None  # key id of the client that sent it (auth.Principal.owner)
 
 
 @dataclass
@@ -34,9 +36,10 @@ class A1111State:
     checkpoint: str | None = None
     runs: list[A1111Run] = field(default_factory=list)
 
-    def current(self) -> A1111Run | None:
-        """The run A1111 would be processing: the oldest one still in flight (A1111 runs one at a time)."""
-        return self.runs[0] if self.runs else None
+    def current(self, principal: Principal = OPEN) -> A1111Run | None:
+        """The run A1111 would be processing: the oldest one still in flight (A1111 runs one at a time)
+        among those ``principal`` may see, so one key cannot watch, interrupt or skip another's."""
+        return next((run for run in self.runs if principal.may_access(run.owner)), None)
 
 
 def state_of(app: FastAPI) -> A1111State:

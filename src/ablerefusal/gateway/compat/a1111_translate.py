@@ -15,14 +15,9 @@ from typing import Any
 
 from ablerefusal.gateway.compat.a1111_models import SamplerItem, SchedulerItem, SDModelItem, Txt2ImgRequest
 from ablerefusal.gateway.compat.errors import CompatFieldError
-from ablerefusal.gateway.compat.samplers import (
-    SamplerError,
-    resolve_sampler,
-    schedule_of,
-    supported_schedulers,
-)
 from ablerefusal.gateway.schemas import GenerateRequest, JobResult
 from ablerefusal.protocol import SEED_MAX, ModelInfo, SamplerInfo
+from ablerefusal.samplers import SamplerError, resolve_sampler, schedule_of, supported_schedulers
 
 # A1111's default when a request names no sampler (modules/api/api.py: sampler_index="Euler").
 DEFAULT_SAMPLER = "Euler"
@@ -127,10 +122,12 @@ def plan_txt2img(
         model = require_checkpoint(models, checkpoint, CHECKPOINT_FIELD)
     sampler_field = "sampler_name" if req.sampler_name else "sampler_index"
     try:
-        sampler = resolve_sampler(table, req.sampler_name or req.sampler_index or DEFAULT_SAMPLER, req.scheduler)
+        name = req.sampler_name or req.sampler_index or DEFAULT_SAMPLER
+        sampler = resolve_sampler(name, req.scheduler, table, field=sampler_field)
     except SamplerError as exc:
-        field = sampler_field if exc.field == "sampler_name" else exc.field
-        raise CompatFieldError(field, exc.message, available=exc.available) from exc
+        # A1111 clients pick samplers by display name, so that is what an unknown name is answered with.
+        names = [info.name for info in table] if exc.field == sampler_field else exc.available
+        raise CompatFieldError(exc.field, exc.message, available=names) from exc
     count = req.n_iter * req.batch_size
     seed = _first_seed(req.seed, count, "seed", rng)
     subseed = _first_seed(req.subseed, count, "subseed", rng)

@@ -9,7 +9,7 @@ import binascii
 
 from fastapi import Request
 
-from ablerefusal.gateway.auth import key_matches
+from ablerefusal.gateway.auth import principal_for
 from ablerefusal.gateway.compat.errors import CompatError
 
 
@@ -32,11 +32,10 @@ def presented_key(authorization: str | None, allow_basic: bool) -> str | None:
 
 
 def check_key(request: Request, allow_basic: bool) -> None:
-    keys: list[str] = request.app.state.settings.auth.api_keys
-    if not keys:
-        return
+    """Resolve the caller's principal (``auth.principal_of``) or refuse with 401 in this API's shape."""
     key = presented_key(request.headers.get("authorization"), allow_basic)
-    if key is None or not key_matches(key, keys):
+    principal = principal_for(request.app.state.settings.auth, key)
+    if principal is None:
         schemes = "Basic (the key as password) or Bearer" if allow_basic else "Bearer"
         challenge = 'Basic realm="ablerefusal"' if allow_basic else "Bearer"
         raise CompatError(
@@ -45,6 +44,7 @@ def check_key(request: Request, allow_basic: bool) -> None:
             f"missing or invalid API key: send it with {schemes} auth",
             headers={"WWW-Authenticate": challenge},
         )
+    request.state.principal = principal
 
 
 async def require_a1111_key(request: Request) -> None:

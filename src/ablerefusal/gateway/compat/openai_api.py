@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
+from ablerefusal.gateway.auth import principal_of
 from ablerefusal.gateway.compat.auth import require_openai_key
 from ablerefusal.gateway.compat.errors import CompatError, CompatFieldError
 from ablerefusal.gateway.compat.images import png_base64
@@ -94,7 +95,7 @@ def _base_url(request: Request) -> str:
 async def generate_images(body: ImagesRequest, request: Request, service: ServiceDep) -> ImagesResponse:
     listing = service.models()
     model = pick_model(listing.models, body.model, listing.default)
-    submitted = await service.submit(to_generate_request(body, model))
+    submitted = await service.submit(to_generate_request(body, model), principal=principal_of(request))
     (job,) = await wait_all(request, service, [submitted.id])
     if job.status is not JobStatus.completed:
         reason = job.error.message if job.error else job.status.value

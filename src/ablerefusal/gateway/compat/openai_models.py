@@ -1,14 +1,15 @@
 """Request and response shapes of the OpenAI Images API (``/v1/images/generations``) and ``/v1/models``.
 
 Unknown fields are refused, as OpenAI does ("Unrecognized request argument"), so a typo is not silently
-ignored; OpenAI fields with no meaning here (quality, style, user, …) are accepted and ignored.
+ignored; OpenAI fields with no meaning here (quality, style, user, …) are accepted and ignored, enums only
+with OpenAI's values.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from ablerefusal.protocol import MAX_BATCH_SIZE, MAX_CFG, MAX_STEPS, MIN_CFG, SEED_MAX
 
@@ -28,8 +29,10 @@ class ImagesRequest(BaseModel):
     response_format: Literal["url", "b64_json"] = Field(
         "url", description="url: absolute link into /outputs; b64_json: the PNG inline."
     )
-    quality: str | None = Field(None, description="Accepted, ignored (use steps).")
-    style: str | None = Field(None, description="Accepted, ignored.")
+    quality: Literal["auto", "standard", "hd", "low", "medium", "high"] | None = Field(
+        None, description="OpenAI's values (dall-e-3: standard, hd; gpt-image-1: auto, low, medium, high): ignored."
+    )
+    style: Literal["vivid", "natural"] | None = Field(None, description="OpenAI's values (vivid, natural): ignored.")
     user: str | None = Field(None, description="Accepted, ignored.")
     background: str | None = Field(None, description="Accepted, ignored.")
     moderation: str | None = Field(None, description="Accepted, ignored.")
@@ -40,6 +43,15 @@ class ImagesRequest(BaseModel):
     steps: int | None = Field(None, ge=1, le=MAX_STEPS, description="Extension: denoising steps, 1-150 (default 20).")
     cfg_scale: float | None = Field(None, ge=MIN_CFG, le=MAX_CFG, description="Extension: guidance scale, 1-30.")
     sampler: str | None = Field(None, description="Extension: sampler id or A1111 name (default euler_a).")
+
+    @field_validator("seed")
+    @classmethod
+    def _seeds_in_range(cls, seed: int, info: ValidationInfo) -> int:
+        # Image i uses seed + i; refused rather than wrapped past 2**32-1 to 0, as the A1111 API does.
+        n = info.data.get("n", 1)
+        if seed != -1 and seed + n - 1 > SEED_MAX:
+            raise ValueError(f"seed + n - 1 must be at most {SEED_MAX}, so at most {SEED_MAX - n + 1} here")
+        return seed
 
 
 class ImageData(BaseModel):

@@ -13,10 +13,11 @@ from typing import Any
 from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ablerefusal.gateway.compat.errors import CompatError, CompatFieldError
 from ablerefusal.gateway.compat.waiting import ClientGone
-from ablerefusal.gateway.errors import ApiException
+from ablerefusal.gateway.errors import ApiException, from_http_exception
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 Renderer = Callable[[Exception], Response]
@@ -35,6 +36,10 @@ def route_class(render: Renderer) -> type[APIRoute]:
                     return await handler(request)
                 except HANDLED as exc:
                     return render(exc)
+                except StarletteHTTPException as exc:
+                    # Raised by FastAPI itself (an unparsable body): still this API's shape, status kept.
+                    api = from_http_exception(exc)
+                    return render(CompatError(api.status_code, api.code, api.message, api.headers))
                 except ClientGone:
                     # Nobody reads this answer; 499 is the "client closed request" code proxies log.
                     return Response(status_code=CLIENT_CLOSED_REQUEST)

@@ -7,7 +7,7 @@ from ablerefusal.gateway.jobs.errors import (
     JobStoreError,
     QueueFull,
 )
-from ablerefusal.gateway.jobs.store import ClaimedJob, JobStore, Submitted, request_hash
+from ablerefusal.gateway.jobs.store import ClaimedJob, JobStore, Preview, Submitted, request_hash
 
 __all__ = [
     "ClaimedJob",
@@ -16,6 +16,7 @@ __all__ = [
     "JobNotFound",
     "JobStore",
     "JobStoreError",
+    "Preview",
     "QueueFull",
     "Submitted",
     "request_hash",

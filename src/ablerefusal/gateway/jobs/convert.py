@@ -6,11 +6,22 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import ConfigDict
+
 from ablerefusal.gateway.schemas import GenerateRequest, Job, JobError, JobResult, JobStatus
 
 OUTPUTS_URL_PREFIX = "/outputs/"
+# Where the gateway serves a running job's latest preview (api/generate.py).
+PREVIEW_URL = "/api/v1/generate/{job_id}/preview"
 # SQLAlchemy's RowMapping is keyed by names or columns.
 Row = Mapping[Any, Any]
+
+
+class StoredRequest(GenerateRequest):
+    """A request as stored in a job row. Unlike the API's, it ignores fields it does not know, so rows
+    written by a newer (or older) version of the gateway stay readable (DESIGN.md §10)."""
+
+    model_config = ConfigDict(extra="ignore")
 
 
 def to_datetime(epoch: float | None) -> datetime | None:
@@ -27,9 +38,9 @@ def result_from_row(row: Row) -> JobResult:
     )
 
 
-def job_from_row(row: Row, results: Sequence[Row], queue_position: int | None) -> Job:
+def job_from_row(row: Row, results: Sequence[Row], queue_position: int | None, *, has_preview: bool = False) -> Job:
     status = JobStatus(row["status"])
-    request = GenerateRequest.model_validate(row["request"])
+    request = StoredRequest.model_validate(row["request"])
     total = int(row["total_steps"])
     step = int(row["step"])
     if status == JobStatus.completed:
@@ -58,5 +69,5 @@ def job_from_row(row: Row, results: Sequence[Row], queue_position: int | None) -
         request=request,
         results=[result_from_row(r) for r in sorted(results, key=lambda r: int(r["idx"]))],
         error=JobError.model_validate(error) if error else None,
-        preview=row["preview"] if status == JobStatus.running else None,
+        preview_url=PREVIEW_URL.format(job_id=row["id"]) if has_preview and status == JobStatus.running else None,
     )

@@ -19,6 +19,8 @@ from sqlalchemy.engine import make_url
 SQLITE_BUSY_TIMEOUT_S = 30.0
 # Execution option a read-only unit of work sets to open a DEFERRED (shared) SQLite transaction.
 READ_ONLY = "ablerefusal_read_only"
+# Arbitrary constant naming the PostgreSQL advisory lock held while creating a schema.
+SCHEMA_LOCK_KEY = 0x41424C47
 _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
@@ -81,5 +83,7 @@ def _postgres_engine(url: str, schema: str | None) -> Engine:
     engine = create_engine(url, connect_args=connect_args, pool_pre_ping=True)
     if schema is not None:
         with engine.begin() as conn:
+            # IF NOT EXISTS still races (a unique violation) when several processes create it at once.
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
             conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
     return engine

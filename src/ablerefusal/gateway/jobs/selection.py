@@ -9,8 +9,11 @@ Policy (issue 6, "Coalescing" and "Resident models"):
   compatible jobs) only while every job passed over became eligible less than ``max_skip_s`` ago. A job
   that has waited longer blocks everything behind it, so nothing starves.
 * The worker's loaded model is preferred only among jobs of the top priority.
-* A batch holds jobs with the same model, width, height, steps, sampler and cfg_scale, and at most
-  ``max_images`` images in total (the head job always goes, even if it alone exceeds the limit).
+* A batch holds jobs with the same model, width, height, steps and sampler, and at most ``max_images``
+  images in total (the head job always goes, even if it alone exceeds the limit). Prompts, negative prompts,
+  seeds and batch sizes are per item. The CFG scale is per item too when the worker applies guidance per
+  image (``per_item_cfg``), as long as the batch is all guided (> 1) or all unguided (1, which drops the
+  negative half of the UNet pass); otherwise it must be equal.
 """
 
 from __future__ import annotations
@@ -35,10 +38,10 @@ class Candidate:
     batch_size: int
     eligible_since: float
 
-    @property
-    def shape(self) -> tuple[str | None, int, int, int, str, float]:
+    def shape(self, per_item_cfg: bool) -> tuple[str | None, int, int, int, str, float | bool]:
         """Parameters that must be equal for two jobs to share one pipeline call."""
-        return (self.model, self.width, self.height, self.steps, self.sampler, self.cfg_scale)
+        cfg = self.cfg_scale > 1.0 if per_item_cfg else self.cfg_scale
+        return (self.model, self.width, self.height, self.steps, self.sampler, cfg)
 
 
 def _choose_head(ordered: Sequence[Candidate], loaded_model: str | None, now: float, max_skip_s: float) -> Candidate:
@@ -65,6 +68,7 @@ def select_batch(
     coalesce: bool,
     now: float,
     max_skip_s: float,
+    per_item_cfg: bool = False,
 ) -> list[Candidate]:
     """Jobs to claim, head first; ``ordered`` must be in run order (priority desc, seq asc)."""
     if not ordered:
@@ -74,11 +78,12 @@ def select_batch(
     if not coalesce:
         return batch
     images = head.batch_size
+    key = head.shape(per_item_cfg)
     blocked = False
     for cand in ordered:
         if cand is head:
             continue
-        fits = cand.shape == head.shape and images + cand.batch_size <= max_images
+        fits = cand.shape(per_item_cfg) == key and images + cand.batch_size <= max_images
         if fits and not blocked:
             batch.append(cand)
             images += cand.batch_size

@@ -14,9 +14,11 @@ Operations:
 ``get`` / ``list_jobs``       one job / a newest-first page with a status filter and total
 ``queue_status``/``counts``   counts by status, running jobs, queued jobs in run order with positions
 ``has_claimable``             cheap read: is any queued job eligible now?
+``next_eligible_at``          cheap read: when the earliest queued job is (or becomes) eligible
 ``claim``                     atomically take the head job (+ compatible ones when coalescing)
 ``renew_leases``              extend the leases of running jobs a dispatcher still holds
-``record_progress``           step/total/preview for the live jobs of one call; returns cancel requests
+``record_progress``           step/total (and latest previews) of one call's jobs; returns cancel requests
+``preview``                   the latest preview of a running job (its own table, not the job row)
 ``add_result``                upsert one image (job, index): a retry overwrites
 ``complete``/``fail``         terminal outcomes of a running job
 ``time_out``                  queued or running → timed_out, keeping partial results
@@ -43,9 +45,9 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, and_, delete, func, insert, or_, select, text, update
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
-from ablerefusal.gateway.jobs import tables
+from ablerefusal.gateway.jobs import migrate, tables
 from ablerefusal.gateway.jobs.convert import Row, job_from_row, result_from_row
 from ablerefusal.gateway.jobs.engine import READ_ONLY, make_engine
 from ablerefusal.gateway.jobs.errors import IdempotencyConflict, JobNotFinished, JobNotFound, QueueFull
@@ -67,6 +69,7 @@ from ablerefusal.protocol import SEED_MAX
 
 J = tables.jobs
 R = tables.results
+P = tables.previews
 
 # A claim looks at this many eligible jobs at most: enough to fill a batch past incompatible ones, small
 # enough that PostgreSQL's row locks on the window stay cheap.
@@ -74,6 +77,9 @@ CLAIM_WINDOW = 128
 MAX_PAGE = 500
 # Arbitrary constant naming the PostgreSQL advisory lock that serialises submits.
 SUBMIT_LOCK_KEY = 0x41424C45
+# PostgreSQL NOTIFY channel on which a store announces claimable jobs (payload: the store's schema), so
+# idle dispatchers of every gateway on the database wake at once.
+NOTIFY_CHANNEL = "ablerefusal_jobs"
 
 
 class Submitted(NamedTuple):
@@ -96,8 +102,16 @@ class ClaimedJob:
     job: Job | None = field(default=None, compare=False, hash=False)
 
 
+class Preview(NamedTuple):
+    """The latest latent preview of a running job."""
+
+    step: int
+    jpeg_base64: str
+
+
 def request_hash(request: GenerateRequest) -> str:
-    """Fingerprint of a request body as submitted (before the seed is resolved), for Idempotency-Key."""
+    """Fingerprint of a request body as the client sent it (before defaults that depend on the workers
+    are filled in and before the seed is resolved), for Idempotency-Key."""
     canonical = json.dumps(request.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -116,19 +130,22 @@ class JobStore:
         *,
         schema: str | None = None,
         clock: Callable[[], float] = time.time,
+        migrate_schema: bool = True,
     ) -> None:
-        """Open (and create the tables of) the store at ``url``; ``clock`` is injectable for tests."""
+        """Open the store at ``url`` and bring its schema to the newest migration (``migrate=False``
+        leaves the schema alone); ``clock`` is injectable for tests."""
         self.settings = queue or QueueSettings()
         self._clock = clock
         self.engine = make_engine(url, schema=schema)
-        self._create_tables()
-
-    def _create_tables(self) -> None:
-        try:
-            tables.metadata.create_all(self.engine)
-        except (IntegrityError, ProgrammingError, OperationalError):
-            # Another gateway created them at the same moment; a second pass finds them.
-            tables.metadata.create_all(self.engine)
+        postgres = self.engine.dialect.name == "postgresql"
+        # Where dispatchers listen for new jobs (None: SQLite, one gateway per file, nothing to hear).
+        self.notify_channel = NOTIFY_CHANNEL if postgres else None
+        self.notify_payload = schema or ""
+        self.listen_url = (
+            self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False) if postgres else None
+        )
+        if migrate_schema:
+            migrate.upgrade(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -158,19 +175,16 @@ class JobStore:
 
     # -- reading -------------------------------------------------------------------------------------
 
-    def _queue_position(self, conn: Connection, row: Row) -> int:
-        ahead = conn.execute(
-            select(func.count())
-            .select_from(J)
-            .where(
-                J.c.status == JobStatus.queued.value,
-                or_(
-                    J.c.priority > row["priority"],
-                    and_(J.c.priority == row["priority"], J.c.seq < row["seq"]),
-                ),
-            )
-        ).scalar_one()
-        return int(ahead) + 1
+    @staticmethod
+    def _queue_positions(conn: Connection, ids: Sequence[str]) -> dict[str, int]:
+        """1-based run-order positions of these queued jobs, in one query for the whole page."""
+        ranked = (
+            select(J.c.id, func.row_number().over(order_by=(J.c.priority.desc(), J.c.seq)).label("position"))
+            .where(J.c.status == JobStatus.queued.value)
+            .subquery()
+        )
+        rows = conn.execute(select(ranked.c.id, ranked.c.position).where(ranked.c.id.in_(ids))).all()
+        return {r.id: int(r.position) for r in rows}
 
     def _to_jobs(self, conn: Connection, rows: Sequence[Row], positions: Mapping[str, int] | None = None) -> list[Job]:
         if not rows:
@@ -179,13 +193,28 @@ class JobStore:
         by_job: dict[str, list[Row]] = {i: [] for i in ids}
         for res in conn.execute(select(R).where(R.c.job_id.in_(ids))).mappings():
             by_job[res["job_id"]].append(res)
-        jobs = []
-        for row in rows:
-            position = None
-            if row["status"] == JobStatus.queued.value:
-                position = positions[row["id"]] if positions else self._queue_position(conn, row)
-            jobs.append(job_from_row(row, by_job[row["id"]], position))
-        return jobs
+        queued = [r["id"] for r in rows if r["status"] == JobStatus.queued.value]
+        if positions is None and queued:
+            positions = self._queue_positions(conn, queued)
+        running = [r["id"] for r in rows if r["status"] == JobStatus.running.value]
+        with_preview: set[str] = set()
+        if running:
+            with_preview = {r.job_id for r in conn.execute(select(P.c.job_id).where(P.c.job_id.in_(running)))}
+        return [
+            job_from_row(
+                row,
+                by_job[row["id"]],
+                (positions or {}).get(row["id"]),
+                has_preview=row["id"] in with_preview,
+            )
+            for row in rows
+        ]
+
+    def preview(self, job_id: str) -> Preview | None:
+        """The latest preview of a running job; None when it has none (yet, or any more)."""
+        with self._read() as conn:
+            row = conn.execute(select(P.c.step, P.c.image).where(P.c.job_id == job_id)).first()
+        return None if row is None else Preview(step=int(row.step), jpeg_base64=row.image)
 
     def _get(self, conn: Connection, job_id: str) -> Job:
         row = conn.execute(select(J).where(J.c.id == job_id)).mappings().first()
@@ -198,13 +227,26 @@ class JobStore:
         with self._read() as conn:
             return self._get(conn, job_id)
 
-    def list_jobs(self, *, status: JobStatus | None = None, offset: int = 0, limit: int = 50) -> JobPage:
-        """Jobs newest first, optionally only one status; ``total`` counts every match."""
+    def owner_of(self, job_id: str) -> str | None:
+        """Key id of the API key that submitted the job (None without keys); ``JobNotFound`` if none."""
+        with self._read() as conn:
+            row = conn.execute(select(J.c.owner).where(J.c.id == job_id)).first()
+        if row is None:
+            raise JobNotFound(job_id)
+        return row.owner
+
+    def list_jobs(
+        self, *, status: JobStatus | None = None, offset: int = 0, limit: int = 50, owner: str | None = None
+    ) -> JobPage:
+        """Jobs newest first, optionally only one status and only one owner's (``owner``: a key id);
+        ``total`` counts every match."""
         if offset < 0:
             raise ValueError("offset: must be ≥ 0")
         if not 1 <= limit <= MAX_PAGE:
             raise ValueError(f"limit: must be between 1 and {MAX_PAGE}")
         where = [] if status is None else [J.c.status == status.value]
+        if owner is not None:
+            where.append(J.c.owner == owner)
         with self._read() as conn:
             total = conn.execute(select(func.count()).select_from(J).where(*where)).scalar_one()
             rows = conn.execute(select(J).where(*where).order_by(J.c.seq.desc()).offset(offset).limit(limit)).mappings()
@@ -220,22 +262,27 @@ class JobStore:
         rows = conn.execute(select(J.c.status, func.count()).group_by(J.c.status)).all()
         return QueueCounts(**{str(status): int(n) for status, n in rows})
 
-    def queue_status(self, *, limit: int = 100) -> QueueStatus:
-        """Counts, running jobs and the first ``limit`` queued jobs in run order (1-based positions)."""
+    def queue_status(self, *, limit: int = 100, owner: str | None = None) -> QueueStatus:
+        """Counts, running jobs and the first ``limit`` queued jobs in run order (1-based positions).
+        With ``owner`` (a key id) the lists hold only that owner's jobs; counts and positions stay global."""
+        mine = [] if owner is None else [J.c.owner == owner]
         with self._read() as conn:
             counts = self._counts(conn)
             running = conn.execute(
-                select(J).where(J.c.status == JobStatus.running.value).order_by(J.c.started_at)
+                select(J).where(J.c.status == JobStatus.running.value, *mine).order_by(J.c.started_at)
             ).mappings()
             queued_rows = list(
                 conn.execute(
                     select(J)
-                    .where(J.c.status == JobStatus.queued.value)
+                    .where(J.c.status == JobStatus.queued.value, *mine)
                     .order_by(J.c.priority.desc(), J.c.seq)
                     .limit(limit)
                 ).mappings()
             )
-            positions = {r["id"]: i + 1 for i, r in enumerate(queued_rows)}
+            if owner is None:
+                positions = {r["id"]: i + 1 for i, r in enumerate(queued_rows)}
+            else:
+                positions = self._queue_positions(conn, [r["id"] for r in queued_rows])
             return QueueStatus(
                 counts=counts,
                 running=self._to_jobs(conn, list(running)),
@@ -245,16 +292,25 @@ class JobStore:
 
     # -- submit --------------------------------------------------------------------------------------
 
-    def submit(self, request: GenerateRequest, *, idempotency_key: str | None = None) -> Submitted:
+    def submit(
+        self,
+        request: GenerateRequest,
+        *,
+        idempotency_key: str | None = None,
+        body_hash: str | None = None,
+        owner: str | None = None,
+    ) -> Submitted:
         """Store a validated request as a queued job.
 
         The seed is resolved here (``-1`` → a random seed whose images all stay ≤ 2**32-1) so a retry draws
         the same images. Raises ``QueueFull`` at ``max_queue_length`` queued jobs and
-        ``IdempotencyConflict`` when ``idempotency_key`` was used with another body.
+        ``IdempotencyConflict`` when ``idempotency_key`` was used with another body. ``body_hash`` is
+        ``request_hash`` of the request as the client sent it, when ``request`` has had defaults filled
+        in since (the hash of ``request`` itself otherwise). ``owner`` is the submitting key's id.
         """
-        body_hash = request_hash(request)
+        body_hash = body_hash or request_hash(request)
         try:
-            return self._submit(request, body_hash, idempotency_key)
+            return self._submit(request, body_hash, idempotency_key, owner)
         except IntegrityError:
             if idempotency_key is None:
                 raise
@@ -273,7 +329,7 @@ class JobStore:
             raise IdempotencyConflict(key, row.id)
         return Submitted(self._get(conn, row.id), created=False)
 
-    def _submit(self, request: GenerateRequest, body_hash: str, key: str | None) -> Submitted:
+    def _submit(self, request: GenerateRequest, body_hash: str, key: str | None, owner: str | None) -> Submitted:
         now = self._clock()
         with self._write() as conn:
             if conn.dialect.name == "postgresql":
@@ -316,6 +372,7 @@ class JobStore:
                         request=stored.model_dump(mode="json"),
                         request_hash=body_hash,
                         idempotency_key=key,
+                        owner=owner,
                         created_at=now,
                         deadline_at=now + timeout,
                         not_before=now,
@@ -330,6 +387,7 @@ class JobStore:
                 .mappings()
                 .one()
             )
+            self._announce(conn)
             # A new job has no results yet: what was inserted is the whole job.
             return Submitted(job_from_row(row, [], int(ahead) + 1), created=True)
 
@@ -343,6 +401,24 @@ class JobStore:
         with self._read() as conn:
             return conn.execute(select(J.c.id).where(self._eligible(self._clock())).limit(1)).first() is not None
 
+    def next_eligible_at(self) -> float | None:
+        """When the earliest queued job may run (now or in the past: claim; later: a retry's backoff),
+        as store clock time; None when no queued job can run before its deadline."""
+        now = self._clock()
+        with self._read() as conn:
+            first = conn.execute(
+                select(func.min(J.c.not_before)).where(J.c.status == JobStatus.queued.value, J.c.deadline_at > now)
+            ).scalar_one()
+        return None if first is None else float(first)
+
+    def _announce(self, conn: Connection) -> None:
+        """Tell idle dispatchers on other gateways that a job can be claimed (sent when this commits)."""
+        if self.notify_channel is not None:
+            conn.execute(
+                text("SELECT pg_notify(:channel, :payload)"),
+                {"channel": self.notify_channel, "payload": self.notify_payload},
+            )
+
     def claim(
         self,
         worker_id: str,
@@ -350,8 +426,11 @@ class JobStore:
         loaded_model: str | None = None,
         max_images: int = 1,
         coalesce: bool = False,
+        per_item_cfg: bool = False,
     ) -> list[ClaimedJob]:
         """Atomically move the next job (and, when ``coalesce``, compatible ones) to running.
+
+        ``per_item_cfg``: the worker applies guidance per image, so jobs may differ in CFG scale.
 
         Selection follows ``selection.select_batch``. On PostgreSQL the window of candidates is read with
         ``FOR UPDATE SKIP LOCKED`` so concurrent gateways take disjoint jobs; on SQLite the transaction is
@@ -403,6 +482,7 @@ class JobStore:
                 coalesce=coalesce,
                 now=now,
                 max_skip_s=self.settings.max_priority_skip_s,
+                per_item_cfg=per_item_cfg,
             )
             taken_rows: list[Row] = []
             for cand in chosen:
@@ -417,7 +497,6 @@ class JobStore:
                             started_at=now,
                             lease_until=now + self.settings.lease_s,
                             step=0,
-                            preview=None,
                         )
                         .returning(*J.c)
                     )
@@ -467,8 +546,8 @@ class JobStore:
         total: int,
         previews: Mapping[str, str] | None = None,
     ) -> set[str]:
-        """Store step/total for running jobs (and ``previews``: job id → data URL); returns the ids of
-        those a cancel request is waiting on."""
+        """Store step/total for running jobs (and ``previews``: job id → base64 JPEG, the latest preview
+        of that job, kept apart from the job row); returns the ids of those a cancel request is waiting on."""
         if not claims:
             return set()
         with self._write() as conn:
@@ -478,10 +557,15 @@ class JobStore:
                 .values(step=step, total_steps=total)
                 .returning(J.c.id, J.c.cancel_requested)
             ).all()
-            for job_id, preview in (previews or {}).items():
-                conn.execute(
-                    update(J).where(J.c.id == job_id, J.c.status == JobStatus.running.value).values(preview=preview)
-                )
+            held = {r.id for r in rows}
+            fresh = [
+                {"job_id": job_id, "step": step, "image": image}
+                for job_id, image in (previews or {}).items()
+                if job_id in held
+            ]
+            if fresh:
+                conn.execute(delete(P).where(P.c.job_id.in_([p["job_id"] for p in fresh])))
+                conn.execute(insert(P), fresh)
         return {r.id for r in rows if r.cancel_requested}
 
     def cancel_requested(self, claims: Sequence[ClaimedJob]) -> set[str]:
@@ -547,8 +631,12 @@ class JobStore:
             guard.append(J.c.attempts == attempt)
         update_values = {"status": new.value, **values}
         if new in TERMINAL_STATUSES:
-            update_values.update(finished_at=self._clock(), lease_until=None, preview=None)
-        return conn.execute(update(J).where(*guard).values(**update_values)).rowcount == 1
+            update_values.update(finished_at=self._clock(), lease_until=None)
+        moved = conn.execute(update(J).where(*guard).values(**update_values)).rowcount == 1
+        if moved:
+            # A preview belongs to one run of the job: gone once it stops running.
+            conn.execute(delete(P).where(P.c.job_id == job_id))
+        return moved
 
     def _finish(
         self,
@@ -632,10 +720,10 @@ class JobStore:
                         "not_before": self._clock(),
                         "lease_until": None,
                         "step": 0,
-                        "preview": None,
                     },
                     attempt=attempt,
                 )
+                self._announce(conn)
             return self._get(conn, job_id)
 
     def retry(
@@ -692,7 +780,6 @@ class JobStore:
                     "not_before": now + delay,
                     "lease_until": None,
                     "step": 0,
-                    "preview": None,
                     "memory_saving": bool(row.memory_saving) or memory_saving,
                 },
                 attempt=fence,
@@ -723,6 +810,7 @@ class JobStore:
         dispatcher's: it must stop the worker first.)"""
         now = self._clock()
         with self._write() as conn:
+            # Queued jobs have no previews: nothing to delete beside the status change.
             rows = conn.execute(
                 update(J)
                 .where(J.c.status == JobStatus.queued.value, J.c.deadline_at <= now)
@@ -746,5 +834,6 @@ class JobStore:
                 raise JobNotFinished(job_id, row.status)
             paths = [r.path for r in conn.execute(select(R.c.path).where(R.c.job_id == job_id)).all()]
             conn.execute(delete(R).where(R.c.job_id == job_id))
+            conn.execute(delete(P).where(P.c.job_id == job_id))
             conn.execute(delete(J).where(J.c.id == job_id))
         return paths

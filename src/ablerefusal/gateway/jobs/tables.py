@@ -3,6 +3,9 @@
 Times are UNIX epoch seconds in double columns: they compare the same way on both engines, which a
 SQLite ``DATETIME`` (text, no time zone) would not. JSON fields use SQLAlchemy's ``JSON`` type (TEXT on
 SQLite, json on PostgreSQL).
+
+These definitions describe the schema at the newest migration (``migrations/versions``); the tables are
+created and changed only by those migrations, never by ``create_all``. Change both together.
 """
 
 from __future__ import annotations
@@ -56,13 +59,15 @@ jobs = Table(
     Column("attempts", Integer, nullable=False, default=0),
     Column("step", Integer, nullable=False, default=0),
     Column("total_steps", Integer, nullable=False, default=0),
-    Column("preview", Text, nullable=True),
     Column("error", JSON, nullable=True),
     Column("cancel_requested", Boolean, nullable=False, default=False),
     # Set after an out_of_memory failure: the next attempt asks the worker for its memory-saving options.
     Column("memory_saving", Boolean, nullable=False, default=False),
+    # Key id (auth.key_id) of the API key that submitted the job; null without keys. Listings filter on it.
+    Column("owner", String(64), nullable=True),
     Index("ar_jobs_run_order", "status", "priority", "seq"),
     Index("ar_jobs_lease", "status", "lease_until"),
+    Index("ar_jobs_owner", "owner", "seq"),
 )
 
 results = Table(
@@ -74,4 +79,14 @@ results = Table(
     Column("seed", BigInteger, nullable=False),
     Column("meta", JSON, nullable=False),
     Column("infotext", Text, nullable=False, default=""),
+)
+
+# The latest latent preview of a running job: rewritten every few steps, so it lives apart from the job
+# row that every job read and /queue fetch. Deleted when the job ends.
+previews = Table(
+    "ar_job_previews",
+    metadata,
+    Column("job_id", String(36), ForeignKey("ar_jobs.id", ondelete="CASCADE"), primary_key=True),
+    Column("step", Integer, nullable=False),
+    Column("image", Text, nullable=False),
 )

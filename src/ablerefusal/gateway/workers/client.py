@@ -2,11 +2,14 @@
 
 Errors are typed: every non-2xx answer becomes a ``WorkerError`` carrying the protocol's ``ErrorCode`` and
 ``retryable``; a refused connection, a timeout or a generation stream cut before its ``done``/``error``
-line becomes ``WorkerUnreachable`` (code ``worker_unreachable``, always retryable).
+line becomes ``WorkerUnreachable`` (code ``worker_unreachable``, always retryable). A worker's token, when
+it has one, goes with every request as ``Authorization: Bearer``.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,6 +17,7 @@ import httpx
 from pydantic import ValidationError
 
 from ablerefusal.protocol import (
+    EVENT_TYPES,
     RETRYABLE_CODES,
     DoneEvent,
     ErrorBody,
@@ -26,6 +30,8 @@ from ablerefusal.protocol import (
     WorkerInfo,
     parse_event,
 )
+
+log = logging.getLogger(__name__)
 
 WORKER_UNREACHABLE = "worker_unreachable"
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
@@ -86,9 +92,17 @@ def error_from_event(event: ErrorEvent) -> WorkerError:
 class WorkerClient:
     """Async client for one worker's ``/v1`` API at ``base_url`` (e.g. ``http://127.0.0.1:8001``)."""
 
-    def __init__(self, base_url: str, *, http: httpx.AsyncClient | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        token: str | None = None,
+        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
-        self._http = http or httpx.AsyncClient(timeout=DEFAULT_TIMEOUT)
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = http or httpx.AsyncClient(timeout=timeout)
         self._owns_http = http is None
 
     async def aclose(self) -> None:
@@ -97,7 +111,7 @@ class WorkerClient:
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
-            response = await self._http.request(method, self.base_url + path, **kwargs)
+            response = await self._http.request(method, self.base_url + path, headers=self._headers, **kwargs)
         except httpx.TransportError as exc:
             raise WorkerUnreachable(f"{method} {self.base_url}{path}: {exc!r}") from exc
         if response.status_code >= 400:
@@ -114,11 +128,24 @@ class WorkerClient:
 
     async def ready(self) -> bool:
         """Readiness: True once the worker's device is initialised (``/v1/ready`` answers 2xx)."""
+        return await self.not_ready_reason() is None
+
+    async def not_ready_reason(self) -> str | None:
+        """None when ``/v1/ready`` answers 2xx, else why not (the worker's own reason when it gives one);
+        raises ``WorkerUnreachable`` when the worker does not answer."""
         try:
-            await self._request("GET", "/v1/ready")
-        except WorkerError:
-            return False
-        return True
+            response = await self._http.get(self.base_url + "/v1/ready", headers=self._headers)
+        except httpx.TransportError as exc:
+            raise WorkerUnreachable(f"GET {self.base_url}/v1/ready: {exc!r}") from exc
+        if response.status_code < 400:
+            return None
+        try:
+            reason = json.loads(response.content).get("reason")
+        except (ValueError, AttributeError):
+            reason = None
+        if reason is None and response.status_code != 503:
+            reason = str(_error_from_response(response))
+        return f"/v1/ready answered {response.status_code}" + (f": {reason}" if reason else "")
 
     async def info(self) -> WorkerInfo:
         return WorkerInfo.model_validate_json((await self._request("GET", "/v1/info")).content)
@@ -149,7 +176,9 @@ class WorkerClient:
         url = self.base_url + "/v1/generate"
         body = call.model_dump(mode="json", exclude_none=True)
         try:
-            async with self._http.stream("POST", url, json=body, timeout=STREAM_TIMEOUT) as response:
+            async with self._http.stream(
+                "POST", url, json=body, headers=self._headers, timeout=STREAM_TIMEOUT
+            ) as response:
                 if response.status_code >= 400:
                     await response.aread()
                     raise _error_from_response(response)
@@ -159,6 +188,10 @@ class WorkerClient:
                     try:
                         event = parse_event(line)
                     except ValidationError as exc:
+                        if _event_type(line) not in EVENT_TYPES:
+                            # A newer worker's event this gateway does not know: growth, not a fault.
+                            log.debug("skipping unknown worker event: %.200s", line)
+                            continue
                         raise WorkerError(
                             ErrorCode.internal, f"unparseable stream line: {exc.errors()[:1]}", retryable=True
                         ) from exc
@@ -168,3 +201,11 @@ class WorkerClient:
         except httpx.TransportError as exc:
             raise WorkerUnreachable(f"generation stream from {self.base_url} broke: {exc!r}") from exc
         raise WorkerUnreachable(f"generation stream from {self.base_url} ended without a done event")
+
+
+def _event_type(line: str) -> object:
+    try:
+        data = json.loads(line)
+    except ValueError:
+        return None
+    return data.get("type") if isinstance(data, dict) else None

@@ -2,21 +2,24 @@
 
 Modelled on text-generation-inference's launcher: the gateway owns its children's lifetime; a child that
 dies unexpectedly is restarted after a delay that doubles per consecutive crash (capped), and shutdown is
-SIGTERM, then SIGKILL after ``stop_timeout_s``.
+SIGTERM, then SIGKILL after ``stop_timeout_s``. A child gets its configuration (and its token) as YAML on
+stdin, never in its argv where any local user could read it, and the gateway's pid, so that it exits with the
+gateway even when the gateway is killed with SIGKILL (the worker sets its own parent-death signal).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import logging
 import os
 import signal
 import socket
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Any
+
+import yaml
 
 log = logging.getLogger(__name__)
 worker_log = logging.getLogger("ablerefusal.worker.child")
@@ -30,36 +33,25 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: ask Linux to SIGTERM it when the gateway dies, even by SIGKILL, so a
-    crashed gateway leaves no worker holding a GPU."""
-    if sys.platform == "linux":
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-_PR_SET_PDEATHSIG = 1
-
-
 @dataclass
 class WorkerCommand:
-    """How to start one local worker."""
+    """How to start one local worker: ``config`` is a config file's content (the gateway's shape, see
+    ``pool.local_worker_config``), read by the worker from stdin."""
 
-    device: str
-    models_dir: Path
-    allow_pickle: bool = False
+    config: dict[str, Any]
     extra_args: list[str] = field(default_factory=list)
     host: str = "127.0.0.1"
 
     def argv(self, port: int) -> list[str]:
-        args = [
+        return [
             sys.executable, "-m", "ablerefusal", "worker",
             "--host", self.host, "--port", str(port),
-            "--device", self.device, "--models-dir", str(self.models_dir),
+            "--config", "-", "--parent-pid", str(os.getpid()),
+            *self.extra_args,
         ]  # fmt: skip
-        if self.allow_pickle:
-            args.append("--allow-pickle")
-        return args + list(self.extra_args)
+
+    def stdin(self) -> bytes:
+        return yaml.safe_dump(self.config).encode()
 
 
 class SupervisedProcess:
@@ -108,15 +100,22 @@ class SupervisedProcess:
     async def _spawn(self) -> asyncio.subprocess.Process:
         env = dict(os.environ)
         env["PYTHONUNBUFFERED"] = "1"
+        # The token comes with the config on stdin; one in the environment would override it (env beats file).
+        env.pop("ABLEREFUSAL_WORKER_TOKEN", None)
         proc = await asyncio.create_subprocess_exec(
             *self.command.argv(self.port),
+            stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             env=env,
             # The gateway's Ctrl-C must not reach the child: the gateway stops it, in order.
             start_new_session=True,
-            preexec_fn=_die_with_parent,
         )
+        assert proc.stdin is not None
+        proc.stdin.write(self.command.stdin())
+        with contextlib.suppress(ConnectionError):  # a child that died at once: its exit code says why
+            await proc.stdin.drain()
+        proc.stdin.close()
         log.info("started worker pid %s on %s", proc.pid, self.url, extra={"worker_id": self.worker_id})
         return proc
 

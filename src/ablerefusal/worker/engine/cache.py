@@ -59,19 +59,12 @@ class PipelineCache:
             if resident is not None:
                 self._items.move_to_end(entry.id)
         if resident is None:
+            # Evict before loading: loading first would hold capacity + 1 pipelines at the peak of a switch.
+            self._evict_down_to(self.capacity - 1)
             resident = Resident(pipe=self.loader(entry), entry=entry)
             with self._lock:
                 self.loads += 1
                 self._items[entry.id] = resident
-                evicted = []
-                while len(self._items) > self.capacity:
-                    evicted.append(self._items.popitem(last=False)[1])
-            for old in evicted:
-                del old.pipe
-            if evicted:
-                gc.collect()
-                if self.device.is_cuda:
-                    torch.cuda.empty_cache()
         if self.offload_idle:
             for other_id, other in list(self._items.items()):
                 if other_id != entry.id and other.on_device and not other.cpu_offload:
@@ -81,6 +74,18 @@ class PipelineCache:
             resident.pipe.to(self.device.device)
             resident.on_device = True
         return resident, time.perf_counter() - start
+
+    def _evict_down_to(self, size: int) -> None:
+        with self._lock:
+            evicted = []
+            while len(self._items) > size:
+                evicted.append(self._items.popitem(last=False)[1])
+        if not evicted:
+            return
+        del evicted  # the last references to those pipelines
+        gc.collect()
+        if self.device.is_cuda:
+            torch.cuda.empty_cache()
 
     def loaded_ids(self) -> list[str]:
         with self._lock:

@@ -23,6 +23,8 @@ import torch
 
 from ablerefusal.protocol import GenerateCall, ModelFamily
 from ablerefusal.worker.engine.devices import DeviceInfo
+from ablerefusal.worker.engine.quantize import qkv_fused
+from ablerefusal.worker.engine.runner import is_guided
 from ablerefusal.worker.settings import parse_shape
 
 log = logging.getLogger(__name__)
@@ -81,8 +83,8 @@ class CompiledUnets:
 
     def unet_for(self, model_id: str, call: GenerateCall) -> Any | None:
         """The compiled UNet when this call's exact shape is warm and the compile thread is free, else None."""
-        if call.cfg_scale <= 1.0:
-            return None
+        if not is_guided(call):
+            return None  # warmed with the CFG batch (twice the images); unguided calls run eagerly
         n_images = sum(len(i.seeds) for i in call.items)
         with self._lock:
             if self._pending:
@@ -106,7 +108,8 @@ class CompiledUnets:
     def _prepare(self, pipe: Any) -> None:
         if self.device.is_cuda:
             pipe.unet.to(memory_format=torch.channels_last)
-            pipe.unet.fuse_qkv_projections()
+            if not qkv_fused(pipe.unet):  # a quantized UNet was fused before quantizing (quantize.py)
+                pipe.unet.fuse_qkv_projections()
 
     def _warm_one(self, shape: Shape) -> Any:
         model_id, width, height, batch = shape

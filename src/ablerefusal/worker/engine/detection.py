@@ -16,6 +16,12 @@ from typing import Any
 from ablerefusal.protocol import ModelFamily
 
 PICKLE_SUFFIXES = frozenset({".ckpt", ".pt", ".pth", ".bin"})
+# Files our own model makers write (ablerefusal.testing.tiny): a single file's diffusers config folder beside
+# it, a diffusers folder's marker, and the safetensors metadata keys that flag a demo model.
+SIDECAR_SUFFIX = ".config"
+MARKER_FILE = "ablerefusal.json"
+DEMO_METADATA_KEY = "ablerefusal_demo"
+FAMILY_METADATA_KEY = "ablerefusal_family"
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # the safetensors format's own limit
 
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 from ablerefusal.protocol import RETRYABLE_CODES, ErrorBody, ErrorCode, ErrorDetail
 
 
-class WorkerError(Exception):
-    """An error with a protocol code, an HTTP status (when raised before streaming) and optional details."""
+class EngineError(Exception):
+    """An engine error with a protocol code, an HTTP status (when raised before streaming) and optional details.
+
+    The gateway sees it as a ``gateway.workers.client.WorkerError``; the names differ so neither is mistaken
+    for the other."""
 
     status = 500
     code = ErrorCode.internal
@@ -34,32 +37,37 @@ class WorkerError(Exception):
         )
 
 
-class InvalidRequestError(WorkerError):
+class InvalidRequestError(EngineError):
     status = 400
     code = ErrorCode.invalid_request
 
 
-class CallNotFoundError(WorkerError):
+class UnauthorizedError(EngineError):
+    status = 401
+    code = ErrorCode.invalid_request
+
+
+class CallNotFoundError(EngineError):
     status = 404
     code = ErrorCode.invalid_request
 
 
-class ModelNotFoundError(WorkerError):
+class ModelNotFoundError(EngineError):
     status = 404
     code = ErrorCode.model_not_found
 
 
-class BusyError(WorkerError):
+class BusyError(EngineError):
     status = 409
     code = ErrorCode.busy
 
 
-class NotReadyError(WorkerError):
+class NotReadyError(EngineError):
     status = 503
     code = ErrorCode.internal
 
 
-class ModelLoadError(WorkerError):
+class ModelLoadError(EngineError):
     """The model exists but cannot be loaded (missing configs/tokenizer, offline hub id, corrupt file)."""
 
     code = ErrorCode.internal

@@ -26,6 +26,7 @@ class ImageParams:
     model_name: str
     model_hash: str | None
     version: str
+    extra: tuple[tuple[str, str], ...] = ()  # a mode's pairs (Denoising strength, Hires upscale, …)
 
 
 def _fmt_cfg(value: float) -> str:
@@ -46,7 +47,7 @@ def infotext(p: ImageParams) -> str:
     ]
     if p.model_hash:
         pairs.append(("Model hash", p.model_hash[:10]))
-    pairs += [("Model", p.model_name), ("Version", p.version)]
+    pairs += [("Model", p.model_name), *p.extra, ("Version", p.version)]
     lines.append(", ".join(f"{k}: {v}" for k, v in pairs))
     return "\n".join(lines)
 

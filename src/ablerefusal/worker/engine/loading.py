@@ -3,15 +3,14 @@
 - diffusers folders: ``from_pretrained`` (safetensors only unless pickles are allowed).
 - single files: the family's pipeline class ``from_single_file`` with a local diffusers config folder: the
   checkpoint's sidecar ``<stem>.config/`` if present (needed whenever the shapes are not the full-size ones),
-  else the bundled full-size configs in ``ablerefusal/worker/configs/<family>`` plus CLIP tokenizer files
-  from that folder or the Hugging Face cache. Nothing is fetched from the network for single files.
+  else the bundled full-size configs in ``ablerefusal/worker/configs/<family>`` plus CLIP tokenizers from that
+  folder or the Hugging Face cache, passed as loaded components. Nothing is fetched from the network for single
+  files, and nothing is written to disk.
 - hub ids: ``from_pretrained`` into the HF cache; offline, a clear error.
 """
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from ablerefusal.protocol import ModelFamily, ModelFormat
 from ablerefusal.worker.engine.determinism import make_batch_invariant
 from ablerefusal.worker.engine.devices import DeviceInfo
 from ablerefusal.worker.engine.errors import ModelLoadError
+from ablerefusal.worker.engine.quantize import quantize_pipeline
 from ablerefusal.worker.engine.registry import ModelEntry
 
 BUNDLED_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
@@ -51,17 +51,13 @@ def _cached_tokenizer(repo: str) -> Path | None:
     return None
 
 
-def bundled_config_dir(family: ModelFamily) -> Path:
-    """A config folder for a full-size single file: the bundled configs plus tokenizer files found locally.
-
-    Returns the bundled folder itself when its tokenizers are present, else a temporary copy completed from the
-    HF cache; raises ModelLoadError naming the missing files otherwise.
-    """
+def single_file_sources(family: ModelFamily) -> tuple[Path, dict[str, Any]]:
+    """Where a full-size single file's configs come from: the bundled config folder, plus each CLIP tokenizer
+    that folder lacks, loaded from the HF cache and handed to ``from_single_file`` as a component (nothing is
+    copied to disk). Raises ModelLoadError naming the missing files when a tokenizer is nowhere."""
     source = BUNDLED_CONFIGS / family.value
     names = ["tokenizer", "tokenizer_2"] if family is ModelFamily.sdxl else ["tokenizer"]
     missing = [n for n in names if not _has_tokenizer_files(source / n)]
-    if not missing:
-        return source
     found = {n: _cached_tokenizer(_TOKENIZER_REPOS[n]) for n in missing}
     absent = [n for n, path in found.items() if path is None]
     if absent:
@@ -71,18 +67,16 @@ def bundled_config_dir(family: ModelFamily) -> Path:
             f"Copy them into {source}/<tokenizer>/, put a full diffusers config folder next to the checkpoint "
             "as <name>.config/, or run once with internet access"
         )
-    work = Path(tempfile.mkdtemp(prefix="ablerefusal-configs-"))
-    shutil.copytree(source, work, dirs_exist_ok=True)
-    for name, path in found.items():
-        assert path is not None
-        for file in path.iterdir():
-            if file.name.endswith((".json", ".txt")):
-                shutil.copy(file, work / name / file.name)
-    return work
+    from transformers import CLIPTokenizer
+
+    return source, {name: CLIPTokenizer.from_pretrained(str(path)) for name, path in found.items()}
 
 
-def load_pipeline(entry: ModelEntry, device: DeviceInfo, allow_pickle: bool) -> Any:
-    """Load ``entry`` and move it to the device; every failure is a ModelLoadError with the reason."""
+def load_pipeline(
+    entry: ModelEntry, device: DeviceInfo, allow_pickle: bool, quantize: str = "none", fuse_qkv: bool = False
+) -> Any:
+    """Load ``entry``, move it to the device and quantize it (``quantize.py``; ``fuse_qkv`` fuses the UNet's
+    projections first, as compiled mode on CUDA wants); every load failure is a ModelLoadError with the reason."""
     from diffusers.utils import logging as diffusers_logging
 
     diffusers_logging.disable_progress_bar()  # per-component bars would flood the worker's log
@@ -100,9 +94,14 @@ def load_pipeline(entry: ModelEntry, device: DeviceInfo, allow_pickle: bool) -> 
             assert entry.path is not None
             if entry.pickle and not allow_pickle:
                 raise ModelLoadError(f"{entry.name}: pickle checkpoints are refused")
-            config = entry.config_dir or bundled_config_dir(entry.family)
+            config, components = (entry.config_dir, {}) if entry.config_dir else single_file_sources(entry.family)
             pipe = cls.from_single_file(
-                str(entry.path), config=str(config), torch_dtype=device.dtype, local_files_only=True, **extra
+                str(entry.path),
+                config=str(config),
+                torch_dtype=device.dtype,
+                local_files_only=True,
+                **components,
+                **extra,
             )
         else:
             pipe = _load_hub(cls, entry, device, extra)
@@ -113,7 +112,10 @@ def load_pipeline(entry: ModelEntry, device: DeviceInfo, allow_pickle: bool) -> 
     pipe.set_progress_bar_config(disable=True)
     if device.device.type == "cpu":
         make_batch_invariant(pipe)
-    return pipe.to(device.device)
+    pipe = pipe.to(device.device)
+    # On the device: torchao picks its kernels and weight layouts for where the weights live.
+    quantize_pipeline(pipe, quantize, fuse_qkv=fuse_qkv)
+    return pipe
 
 
 def _load_hub(cls: Any, entry: ModelEntry, device: DeviceInfo, extra: dict[str, Any]) -> Any:

@@ -1,8 +1,9 @@
 """Model registry: what the worker can load, under stable, path-free ids.
 
 Sources: diffusers folders and single-file ``.safetensors`` checkpoints directly under the models directory,
-and configured Hugging Face repo ids. Ids come from names on disk (``org/repo`` becomes ``org--repo``, as in
-the HF cache), never from request input joined to a path: a request's id is only ever a dictionary key.
+and configured Hugging Face repo ids. Ids come from names on disk, and a hub model's id is its repo id
+(``org/repo``, the one slash an id may have); none is ever joined to a path: a request's id is only ever a
+dictionary key.
 Files that are refused (pickles without opt-in, renamed pickles, broken files) are remembered with the
 reason, so asking for one says why it is not offered.
 """
@@ -19,7 +20,10 @@ from pathlib import Path
 
 from ablerefusal.protocol import ModelFamily, ModelFormat, ModelInfo
 from ablerefusal.worker.engine.detection import (
+    DEMO_METADATA_KEY,
+    MARKER_FILE,
     PICKLE_SUFFIXES,
+    SIDECAR_SUFFIX,
     UnsupportedModelError,
     family_from_folder,
     family_from_tensor_names,
@@ -27,11 +31,12 @@ from ablerefusal.worker.engine.detection import (
     read_safetensors_header,
 )
 from ablerefusal.worker.engine.errors import InvalidRequestError, ModelNotFoundError
-from ablerefusal.worker.tiny import DEMO_METADATA_KEY, MARKER_FILE, SIDECAR_SUFFIX
 
 log = logging.getLogger(__name__)
 
 MODEL_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# A Hugging Face repo id, as the hub itself allows them: owner/name, 96 characters each at most.
+HUB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 _HASH_MAX_BYTES = 256 * 1024 * 1024  # hash small files at scan; big ones are hashed when first loaded
 
 
@@ -70,10 +75,11 @@ class _Scan:
 
 
 def check_model_id(model_id: str) -> None:
-    """Refuse ids that could name a path (traversal, separators) before any lookup."""
-    if "/" in model_id or "\\" in model_id or ".." in model_id or not MODEL_ID_RE.match(model_id):
+    """Refuse ids that could name a path (traversal, backslashes, absolute paths) before any lookup."""
+    if ".." in model_id or not (MODEL_ID_RE.match(model_id) or HUB_ID_RE.match(model_id)):
         raise InvalidRequestError(
-            "model must be a model id from /v1/models: letters, digits, '.', '_', '-', no path components",
+            "model must be a model id from /v1/models: letters, digits, '.', '_', '-', or a Hugging Face repo "
+            "id owner/name; no other path components",
             field="model",
         )
 
@@ -155,10 +161,12 @@ class ModelRegistry:
             for child in children:
                 self._scan_one(child, root, scan)
         for hub_id in self.hub_ids:
-            model_id = _slug(hub_id.replace("/", "--"))
-            family = _hub_family(hub_id)
+            if not HUB_ID_RE.match(hub_id) or ".." in hub_id:
+                scan.refused[hub_id] = "not a Hugging Face repo id (owner/name)"
+                continue
             scan.entries.setdefault(
-                model_id, ModelEntry(id=model_id, name=hub_id, family=family, format=ModelFormat.hub, hub_id=hub_id)
+                hub_id,
+                ModelEntry(id=hub_id, name=hub_id, family=_hub_family(hub_id), format=ModelFormat.hub, hub_id=hub_id),
             )
         with self._lock:
             self._scan = scan

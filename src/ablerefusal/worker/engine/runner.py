@@ -1,4 +1,4 @@
-"""One generation call: per-item prompts and seeds in a single pipeline call, with progress and cancel.
+"""One generation call: per-item prompts, seeds and CFG scales in a single pipeline call, with progress and cancel.
 
 Reads top to bottom like a diffusers pipeline: 1. rows, 2. scheduler, 3. memory switches, 4. generators,
 5. prompt embeddings, 6. denoise + decode, 7. images tagged with their job.
@@ -9,18 +9,29 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 from PIL import Image
 
-from ablerefusal.protocol import GenerateCall, MemoryOptions, ModelFamily, ProgressEvent
+from ablerefusal.protocol import (
+    GenerateCall,
+    GenerateItem,
+    GenerationMode,
+    MemoryOptions,
+    ModelFamily,
+    ProgressEvent,
+)
+from ablerefusal.samplers import Sampler
 from ablerefusal.worker.engine.cache import Resident
 from ablerefusal.worker.engine.devices import DeviceInfo
 from ablerefusal.worker.engine.errors import CallCancelledError
+from ablerefusal.worker.engine.guidance import guidance_for
+from ablerefusal.worker.engine.holds import HOLD_STEP, hold_names, wait_for_release
 from ablerefusal.worker.engine.noise import route_noise
 from ablerefusal.worker.engine.previews import latent_preview
-from ablerefusal.worker.engine.samplers import Sampler, build_scheduler
+from ablerefusal.worker.engine.samplers import build_scheduler
 
 
 @dataclass
@@ -44,6 +55,7 @@ class Row:
     seed: int
     prompt: str
     negative_prompt: str
+    cfg_scale: float
 
 
 @dataclass(frozen=True)
@@ -62,10 +74,19 @@ class MemoryDefaults:
 
 def rows_of(call: GenerateCall) -> list[Row]:
     return [
-        Row(item.job_id, i, seed, item.prompt, item.negative_prompt)
+        Row(item.job_id, i, seed, item.prompt, item.negative_prompt, item_cfg(call, item))
         for item in call.items
         for i, seed in enumerate(item.seeds)
     ]
+
+
+def item_cfg(call: GenerateCall, item: GenerateItem) -> float:
+    return call.cfg_scale if item.cfg_scale is None else item.cfg_scale
+
+
+def is_guided(call: GenerateCall) -> bool:
+    """Whether the call runs classifier-free guidance (validation keeps its items all guided or all not)."""
+    return item_cfg(call, call.items[0]) > 1.0
 
 
 def apply_memory(resident: Resident, call: GenerateCall, defaults: MemoryDefaults, device: DeviceInfo) -> None:
@@ -127,6 +148,7 @@ def generate(
     device: DeviceInfo,
     defaults: MemoryDefaults,
     unet: Any | None = None,
+    hold_dir: Path | None = None,
 ) -> list[Generated]:
     """Run the call; raises CallCancelledError at the first step boundary after a whole-call cancel."""
     pipe, family = resident.pipe, resident.entry.family
@@ -141,6 +163,10 @@ def generate(
     if device.is_cuda:
         route_noise(pipe, pipe.scheduler)  # the same draws, copied to the GPU without a per-step stall
 
+    def held_names() -> set[str]:
+        live = set(control.live_jobs())  # a dropped job's hold no longer counts: its batch-mates run on
+        return hold_names(r.prompt for r in rows if r.job_id in live)
+
     def on_step_end(p: Any, i: int, t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
         if control.cancelled.is_set():
             raise CallCancelledError
@@ -153,6 +179,10 @@ def generate(
         control.emit(
             ProgressEvent(call_id=control.call_id, step=step, total=p.num_timesteps, preview=preview, job_ids=live)
         )
+        if hold_dir is not None and step == HOLD_STEP:
+            wait_for_release(hold_dir, control.cancelled, held_names)
+            if control.cancelled.is_set():
+                raise CallCancelledError
         return {}
 
     original_unet = pipe.unet
@@ -161,20 +191,38 @@ def generate(
     try:
         with torch.inference_mode():
             # 5. Prompt embeddings for every row at once.
-            embeds = _encode_prompts(pipe, family, rows, call.cfg_scale > 1.0, device)
+            embeds = _encode_prompts(pipe, family, rows, is_guided(call), device)
             if control.cancelled.is_set():
                 raise CallCancelledError
-            # 6. Denoise and decode.
-            images = pipe(
-                **embeds,
-                width=call.width,
-                height=call.height,
-                num_inference_steps=call.steps,
-                guidance_scale=call.cfg_scale,
-                generator=generators,
-                callback_on_step_end=on_step_end,
-                output_type="pil",
-            ).images
+            # 6. Denoise and decode (other modes: engine.modes, from the same rows, generators and embeddings).
+            guidance = guidance_for([r.cfg_scale for r in rows], device.device)
+            if call.mode is not GenerationMode.txt2img or call.hires is not None:
+                from ablerefusal.worker.engine.modes import Stage, run_mode
+
+                seeds = [r.seed for r in rows]
+                images = run_mode(
+                    Stage(
+                        pipe=pipe,
+                        call=call,
+                        job_ids=[r.job_id for r in rows],
+                        embeds=embeds,
+                        guidance=guidance,
+                        generators=generators,
+                        on_step_end=on_step_end,
+                        new_scheduler=lambda: build_scheduler(sampler, resident.scheduler_config, seeds),
+                    )
+                )
+            else:
+                images = pipe(
+                    **embeds,
+                    width=call.width,
+                    height=call.height,
+                    num_inference_steps=call.steps,
+                    guidance_scale=guidance,
+                    generator=generators,
+                    callback_on_step_end=on_step_end,
+                    output_type="pil",
+                ).images
     finally:
         pipe.unet = original_unet
     # 7. Tag each image with its job and index.

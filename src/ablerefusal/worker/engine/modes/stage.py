@@ -1,0 +1,159 @@
+"""Run a prepared call in its mode: img2img, inpaint / outpaint, or txt2img followed by the hires fix.
+
+Each row keeps its own CPU generator across every pass, so an image depends only on its own seed and inputs:
+the same job alone or coalesced gives the same pixels. A pass with no denoising step (strength x steps < 1)
+returns its input as prepared, as A1111 keeps an image it is told not to change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from PIL import Image
+
+from ablerefusal.protocol import GenerateCall, GenerationMode
+from ablerefusal.worker.engine.modes.derived import Kind, derive
+from ablerefusal.worker.engine.modes.inputs import (
+    LATENT_UPSCALER,
+    PIL_UPSCALERS,
+    ItemInputs,
+    hires_size,
+    paste_over,
+    prepare_inputs,
+    second_pass_steps,
+)
+
+
+@dataclass
+class Stage:
+    """What the runner has ready when a call leaves plain txt2img."""
+
+    pipe: Any  # the cached text-to-image pipeline
+    call: GenerateCall
+    job_ids: list[str]  # per row, in row order
+    embeds: dict[str, Any]
+    guidance: Any
+    generators: list[torch.Generator]
+    on_step_end: Callable[..., dict[str, Any]]
+    new_scheduler: Callable[[], Any]  # a fresh scheduler of the call's sampler (one per pass)
+
+
+def run_mode(stage: Stage) -> list[Image.Image]:
+    """One image per row, in row order."""
+    call = stage.call
+    if call.mode is GenerationMode.txt2img:
+        return _hires(stage)
+    by_job = dict(zip((item.job_id for item in call.items), prepare_inputs(call), strict=True))
+    inputs = [by_job[job] for job in stage.job_ids]
+    if call.mode is GenerationMode.img2img:
+        return _img2img(stage, [i.init for i in inputs], call.denoising_strength, call.steps)
+    return _inpaint(stage, inputs)
+
+
+def _common(stage: Stage, steps: int) -> dict[str, Any]:
+    return {
+        **stage.embeds,
+        "num_inference_steps": steps,
+        "guidance_scale": stage.guidance,
+        "callback_on_step_end": stage.on_step_end,
+    }
+
+
+def _img2img(stage: Stage, images: list[Any], strength: float, steps: int) -> list[Image.Image]:
+    if int(steps * strength) == 0:
+        return list(images)
+    pipe = derive(stage.pipe, Kind.img2img, stage.new_scheduler())
+    return list(
+        pipe(
+            **_common(stage, steps),
+            image=images if isinstance(images[0], Image.Image) else torch.cat(images),
+            strength=strength,
+            generator=stage.generators,
+            output_type="pil",
+        ).images
+    )
+
+
+def _inpaint(stage: Stage, inputs: list[ItemInputs]) -> list[Image.Image]:
+    call = stage.call
+    if int(call.steps * call.denoising_strength) == 0:
+        return [i.original.copy() for i in inputs]
+    pipe = derive(stage.pipe, Kind.inpaint, stage.new_scheduler())
+    width, height = inputs[0].original.size
+    only_masked = call.inpaint_only_masked and call.mode is GenerationMode.inpaint
+    # diffusers finds the crop of "only masked" from one mask, so such a call runs one item at a time.
+    groups = _runs_of(stage.job_ids) if only_masked else [range(len(inputs))]
+    out: list[Image.Image] = []
+    for rows in groups:
+        generated = pipe(
+            **_rows_subset(stage, rows),
+            num_inference_steps=call.steps,
+            callback_on_step_end=stage.on_step_end,
+            image=[inputs[r].init for r in rows],
+            mask_image=[inputs[r].mask for r in rows],
+            width=call.width if only_masked else width,
+            height=call.height if only_masked else height,
+            strength=call.denoising_strength,
+            padding_mask_crop=call.inpaint_padding if only_masked else None,
+            generator=[stage.generators[r] for r in rows],
+            output_type="pil",
+        ).images
+        out += [paste_over(image, inputs[r]) for image, r in zip(generated, rows, strict=True)]
+    return out
+
+
+def _runs_of(job_ids: list[str]) -> list[range]:
+    """Row ranges of consecutive rows of one job."""
+    runs, start = [], 0
+    for n in range(1, len(job_ids) + 1):
+        if n == len(job_ids) or job_ids[n] != job_ids[start]:
+            runs.append(range(start, n))
+            start = n
+    return runs
+
+
+def _rows_subset(stage: Stage, rows: range) -> dict[str, Any]:
+    """The prompt embeddings (and guidance) of some rows; a guided call's negatives come along."""
+    sub = {k: (v[rows.start : rows.stop] if v is not None else None) for k, v in stage.embeds.items()}
+    sub["guidance_scale"] = _guidance_rows(stage.guidance, rows)
+    return sub
+
+
+def _guidance_rows(guidance: Any, rows: range) -> Any:
+    from ablerefusal.worker.engine.guidance import RowGuidance, guidance_for
+
+    if isinstance(guidance, RowGuidance):
+        return guidance_for(guidance.scales[rows.start : rows.stop], guidance._column.device)
+    return guidance
+
+
+def _hires(stage: Stage) -> list[Image.Image]:
+    """A1111's hires fix: draw at the call's size, upscale, then an image-to-image pass at the final size."""
+    call = stage.call
+    assert call.hires is not None
+    hires = call.hires
+    latent = hires.upscaler == LATENT_UPSCALER
+    first = stage.pipe(
+        **_common(stage, call.steps),
+        width=call.width,
+        height=call.height,
+        generator=stage.generators,
+        output_type="latent" if latent else "pil",
+    ).images
+    width, height = hires_size(call)
+    steps = hires.steps or call.steps
+    if latent:
+        # A1111's "Latent" upscaler: bilinear on the latents, no antialiasing.
+        factor = stage.pipe.vae_scale_factor
+        upscaled = torch.nn.functional.interpolate(
+            first, size=(height // factor, width // factor), mode="bilinear", antialias=False
+        )
+        return _img2img(stage, list(upscaled.split(1)), hires.denoising_strength, steps)
+    resample = PIL_UPSCALERS[hires.upscaler]
+    images = [image.resize((width, height), resample) for image in first]
+    if second_pass_steps(call) == 0:
+        return images
+    return _img2img(stage, images, hires.denoising_strength, steps)

@@ -1,0 +1,340 @@
+"""img2img, inpaint, outpaint and hires fix through the worker's HTTP API, on the tiny real models (CPU).
+
+Expectations are computed from the inputs with Pillow (a resize, a blur), never copied from an output.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import struct
+import zlib
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image, ImageDraw, ImageFilter
+from worker_helpers import call_body, images, pixels, run_call
+
+MODELS = ["tiny-sd15", "tiny-sdxl"]
+
+
+def picture(width: int, height: int, seed: int = 0) -> Image.Image:
+    """A smooth colourful picture (noise would make resampling comparisons meaningless)."""
+    y, x = np.mgrid[0:height, 0:width]
+    rng = np.random.default_rng(seed)
+    a, b, c = rng.uniform(0.02, 0.2, 3)
+    rgb = np.stack([np.sin(a * x) * 120 + 128, np.cos(b * y) * 120 + 128, np.sin(c * (x + y)) * 120 + 128], axis=-1)
+    return Image.fromarray(rgb.astype(np.uint8), "RGB")
+
+
+def b64(image: Image.Image, fmt: str = "PNG") -> str:
+    buf = io.BytesIO()
+    image.save(buf, format=fmt)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def square_mask(width: int, height: int, box: tuple[int, int, int, int]) -> Image.Image:
+    mask = Image.new("L", (width, height), 0)
+    ImageDraw.Draw(mask).rectangle(box, fill=255)
+    return mask
+
+
+def item(job_id: str, seeds: list[int], **over: Any) -> dict[str, Any]:
+    return {"job_id": job_id, "prompt": f"a painting {job_id}", "seeds": seeds, **over}
+
+
+def only(events: list[Any]) -> Any:
+    found = images(events)
+    assert events[-1].type == "done", events[-1]
+    return found
+
+
+def test_strength_zero_returns_the_input_resized(worker_client: TestClient) -> None:
+    source = picture(96, 80)
+    body = call_body(mode="img2img", denoising_strength=0.0, items=[item("j", [3], init_image=b64(source))])
+    out = only(run_call(worker_client, body))[("j", 0)]
+    expected = np.asarray(source.resize((64, 64), Image.Resampling.LANCZOS))
+    assert np.array_equal(pixels(out), expected)
+    assert "Denoising strength: 0," in out.infotext and out.metadata["mode"] == "img2img"
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_img2img_redraws_and_is_the_same_alone_and_coalesced(worker_client: TestClient, model: str) -> None:
+    a, b = b64(picture(64, 64, 1)), b64(picture(64, 64, 2))
+    items = [item("a", [11, 12], init_image=a), item("b", [13], init_image=b)]
+    common = {"mode": "img2img", "denoising_strength": 0.5, "steps": 4}
+    together = only(run_call(worker_client, call_body(model, items=items, **common)))
+    for it in items:
+        alone = only(run_call(worker_client, call_body(model, items=[it], **common)))
+        for key, event in alone.items():
+            assert np.array_equal(pixels(event), pixels(together[key])), key
+    redrawn = pixels(together[("a", 0)])
+    assert not np.array_equal(redrawn, np.asarray(picture(64, 64, 1)))
+    # The init image matters: another one under the same seed gives another image.
+    other = only(run_call(worker_client, call_body(model, items=[item("a", [11], init_image=b)], **common)))
+    assert not np.array_equal(pixels(other[("a", 0)]), redrawn)
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("fill", ["original", "fill"])
+def test_inpaint_keeps_every_pixel_outside_the_blurred_mask(worker_client: TestClient, model: str, fill: str) -> None:
+    source = picture(64, 64, 4)
+    mask = square_mask(64, 64, (20, 16, 43, 39))
+    body = call_body(
+        model,
+        mode="inpaint",
+        denoising_strength=0.9,
+        mask_blur=3,
+        inpainting_fill=fill,
+        steps=3,
+        items=[item("j", [5], init_image=b64(source), mask=b64(mask))],
+    )
+    out = only(run_call(worker_client, body))[("j", 0)]
+    result, original = pixels(out), np.asarray(source)
+    blurred = np.asarray(mask.filter(ImageFilter.GaussianBlur(3)))
+    outside, inside = blurred == 0, blurred == 255
+    assert outside.sum() > 2000 and inside.sum() > 100
+    assert np.array_equal(result[outside], original[outside])
+    assert not np.array_equal(result[inside], original[inside])
+    assert "Mask blur: 3" in out.infotext and "Denoising strength: 0.9" in out.infotext
+
+
+def test_mask_of_another_size_is_resized_and_rgba_transparency_marks_the_area(worker_client: TestClient) -> None:
+    source = picture(64, 64, 5)
+    # Half-size mask, OpenAI style: opaque everywhere except a transparent square (the area to edit).
+    rgba = Image.new("RGBA", (32, 32), (0, 0, 0, 255))
+    ImageDraw.Draw(rgba).rectangle((8, 8, 23, 23), fill=(0, 0, 0, 0))
+    body = call_body(
+        mode="inpaint",
+        mask_blur=0,
+        denoising_strength=1.0,
+        items=[item("j", [6], init_image=b64(source), mask=b64(rgba))],
+    )
+    result = pixels(only(run_call(worker_client, body))[("j", 0)])
+    original = np.asarray(source)
+    # The area scales with the mask: 16..47 at full size; keep off the resampled edge.
+    assert np.array_equal(result[:14], original[:14]) and np.array_equal(result[50:], original[50:])
+    assert not np.array_equal(result[20:44, 20:44], original[20:44, 20:44])
+
+
+def test_mask_invert_repaints_the_black_part(worker_client: TestClient) -> None:
+    source = picture(64, 64, 6)
+    mask = square_mask(64, 64, (16, 16, 47, 47))
+    body = call_body(
+        mode="inpaint",
+        mask_blur=0,
+        mask_invert=True,
+        items=[item("j", [7], init_image=b64(source), mask=b64(mask))],
+    )
+    result = pixels(only(run_call(worker_client, body))[("j", 0)])
+    original = np.asarray(source)
+    assert np.array_equal(result[16:48, 16:48], original[16:48, 16:48])
+    assert not np.array_equal(result[:8], original[:8])
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_inpaint_is_the_same_alone_and_coalesced(worker_client: TestClient, model: str) -> None:
+    m1, m2 = square_mask(64, 64, (0, 0, 31, 63)), square_mask(64, 64, (10, 10, 50, 50))
+    items = [
+        item("a", [21, 22], init_image=b64(picture(64, 64, 7)), mask=b64(m1)),
+        item("b", [23], init_image=b64(picture(64, 64, 8)), mask=b64(m2)),
+    ]
+    common = {"mode": "inpaint", "steps": 3}
+    together = only(run_call(worker_client, call_body(model, items=items, **common)))
+    for it in items:
+        alone = only(run_call(worker_client, call_body(model, items=[it], **common)))
+        for key, event in alone.items():
+            assert np.array_equal(pixels(event), pixels(together[key])), key
+
+
+def test_inpaint_only_masked_works_on_a_crop_and_pastes_it_back(worker_client: TestClient) -> None:
+    source = picture(128, 128, 9)
+    mask = square_mask(128, 128, (90, 90, 105, 105))
+    body = call_body(
+        mode="inpaint",
+        width=128,
+        height=128,
+        mask_blur=2,
+        inpaint_only_masked=True,
+        inpaint_padding=8,
+        items=[
+            item("a", [31], init_image=b64(source), mask=b64(mask)),
+            item("b", [32], init_image=b64(source), mask=b64(square_mask(128, 128, (4, 4, 20, 20)))),
+        ],
+    )
+    found = only(run_call(worker_client, body))
+    result, original = pixels(found[("a", 0)]), np.asarray(source)
+    assert result.shape == (128, 128, 3)
+    assert np.array_equal(result[:80], original[:80]) and np.array_equal(result[:, :80], original[:, :80])
+    assert not np.array_equal(result[92:104, 92:104], original[92:104, 92:104])
+    # Each item's crop is its own mask's: item b's far corner is untouched.
+    b = pixels(found[("b", 0)])
+    assert np.array_equal(b[40:], original[40:]) and not np.array_equal(b[6:18, 6:18], original[6:18, 6:18])
+    assert found[("a", 0)].metadata["inpaint_only_masked"] is True
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_outpaint_grows_the_canvas_with_the_original_in_place(worker_client: TestClient, model: str) -> None:
+    source = picture(64, 64, 10)
+    body = call_body(
+        model,
+        mode="outpaint",
+        denoising_strength=1.0,
+        outpaint={"left": 16, "top": 8, "right": 0, "bottom": 24},
+        items=[item("j", [41], init_image=b64(source))],
+    )
+    out = only(run_call(worker_client, body))[("j", 0)]
+    result = pixels(out)
+    assert result.shape == (8 + 64 + 24, 16 + 64, 3)
+    assert np.array_equal(result[8:72, 16:80], np.asarray(source))
+    assert out.metadata["width"] == 80 and out.metadata["height"] == 96
+    assert "Size: 80x96" in out.infotext
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize(
+    ("hires", "size", "words"),
+    [
+        ({"scale": 2, "upscaler": "latent"}, (128, 128), ["Hires upscale: 2", "Hires upscaler: Latent"]),
+        (
+            {"width": 96, "upscaler": "lanczos", "steps": 3, "denoising_strength": 0.5},
+            (96, 96),
+            ["Hires resize: 96x96", "Hires steps: 3", "Hires upscaler: Lanczos", "Denoising strength: 0.5"],
+        ),
+    ],
+)
+def test_hires_returns_the_scaled_size_and_says_so(
+    worker_client: TestClient, model: str, hires: dict[str, Any], size: tuple[int, int], words: list[str]
+) -> None:
+    items = [item("a", [51, 52]), item("b", [53])]
+    together = only(run_call(worker_client, call_body(model, hires=hires, items=items)))
+    for event in together.values():
+        assert pixels(event).shape == (size[1], size[0], 3)
+        assert "Size: 64x64" in event.infotext and all(w in event.infotext for w in words), event.infotext
+    alone = only(run_call(worker_client, call_body(model, hires=hires, items=[items[1]])))
+    assert np.array_equal(pixels(alone[("b", 0)]), pixels(together[("b", 0)]))
+
+
+def test_hires_with_no_second_pass_step_is_the_upscaled_first_pass(worker_client: TestClient) -> None:
+    base = only(run_call(worker_client, call_body(items=[item("j", [61])])))[("j", 0)]
+    hires = {"scale": 2, "upscaler": "nearest", "denoising_strength": 0.0}
+    up = only(run_call(worker_client, call_body(hires=hires, items=[item("j", [61])])))[("j", 0)]
+    expected = np.asarray(Image.fromarray(pixels(base)).resize((128, 128), Image.Resampling.NEAREST))
+    assert np.array_equal(pixels(up), expected)
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A valid PNG header for a huge image followed by a little compressed data: a decompression bomb's shape."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 2_000_000, 9)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def _truncated_jpeg() -> str:
+    buf = io.BytesIO()
+    picture(64, 64).save(buf, format="JPEG")
+    return base64.b64encode(buf.getvalue()[: len(buf.getvalue()) // 2]).decode()
+
+
+GOOD = b64(picture(64, 64))
+BAD: list[tuple[str, dict[str, Any], str, str]] = [
+    (
+        "text named png",
+        call_body(mode="img2img", items=[item("j", [1], init_image=base64.b64encode(b"hello, not an image").decode())]),
+        "items.0.init_image",
+        "not a PNG, JPEG or WebP",
+    ),
+    (
+        "decompression bomb",
+        call_body(
+            mode="img2img", items=[item("j", [1], init_image=base64.b64encode(_png_claiming(50000, 50000)).decode())]
+        ),
+        "items.0.init_image",
+        "2500000000 pixels",
+    ),
+    (
+        "over the pixel limit",
+        call_body(
+            mode="img2img", items=[item("j", [1], init_image=base64.b64encode(_png_claiming(5000, 5000)).decode())]
+        ),
+        "items.0.init_image",
+        "5000x5000 pixels; the limit is 16777216",
+    ),
+    (
+        "truncated jpeg",
+        call_body(mode="img2img", items=[item("j", [1], init_image=_truncated_jpeg())]),
+        "items.0.init_image",
+        "truncated",
+    ),
+    ("not base64", call_body(mode="img2img", items=[item("j", [1], init_image="@@@")]), "items.0.init_image", "base64"),
+    (
+        "strength 1.5",
+        call_body(mode="img2img", denoising_strength=1.5, items=[item("j", [1], init_image=GOOD)]),
+        "denoising_strength",
+        "less than or equal to 1",
+    ),
+    ("img2img without image", call_body(mode="img2img"), "items.0.init_image", "needs one"),
+    ("init image for txt2img", call_body(items=[item("j", [1], init_image=GOOD)]), "items.0.init_image", "only"),
+    (
+        "inpaint without mask",
+        call_body(mode="inpaint", items=[item("j", [1], init_image=GOOD)]),
+        "items.0.mask",
+        "needs",
+    ),
+    (
+        "bad mask",
+        call_body(mode="inpaint", items=[item("j", [1], init_image=GOOD, mask=_truncated_jpeg())]),
+        "items.0.mask",
+        "truncated",
+    ),
+    (
+        "outpaint without borders",
+        call_body(mode="outpaint", items=[item("j", [1], init_image=GOOD)]),
+        "outpaint",
+        "border",
+    ),
+    (
+        "outpaint border not multiple of 8",
+        call_body(mode="outpaint", outpaint={"left": 5}, items=[item("j", [1], init_image=GOOD)]),
+        "outpaint.left",
+        "multiple of 8",
+    ),
+    ("hires unknown upscaler", call_body(hires={"scale": 2, "upscaler": "4x-magic"}), "hires.upscaler", "4x-magic"),
+    ("hires too large", call_body(width=1536, hires={"scale": 2}), "hires", "at most 2048"),
+    (
+        "hires on img2img",
+        call_body(mode="img2img", hires={"scale": 2}, items=[item("j", [1], init_image=GOOD)]),
+        "hires",
+        "txt2img",
+    ),
+    (
+        "latent hires without a step",
+        call_body(hires={"scale": 2, "denoising_strength": 0.1}),
+        "hires.denoising_strength",
+        "at least one",
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "body", "field", "words"), BAD, ids=[c for c, *_ in BAD])
+def test_bad_image_input_is_400_naming_the_field(
+    worker_client: TestClient, case: str, body: dict[str, Any], field: str, words: str
+) -> None:
+    resp = worker_client.post("/v1/generate", json=body)
+    assert resp.status_code == 400, resp.text
+    error = resp.json()["error"]
+    assert error["code"] == "invalid_request"
+    assert field in [d["field"] for d in error["details"]], error
+    assert words in error["message"], error["message"]
+
+
+def test_info_lists_modes_and_upscalers(worker_client: TestClient) -> None:
+    info = worker_client.get("/v1/info").json()
+    assert info["modes"] == ["txt2img", "img2img", "inpaint", "outpaint"]
+    assert info["upscalers"] == ["latent", "lanczos", "nearest"]

@@ -1,0 +1,107 @@
+import { QueryClientProvider } from "@tanstack/react-query";
+import { render, screen, waitFor } from "@testing-library/react";
+import userEvent from "@testing-library/user-event";
+import { useState } from "react";
+
+import type { Job } from "@/api/client";
+import { makeQueryClient } from "@/api/queries";
+import { DEFAULT_PARAMS, type FormParams } from "@/lib/params";
+import { KEYS, saveJSON } from "@/lib/storage";
+import { json, stubGateway } from "@/testing/gateway";
+
+import { GeneratePanel } from "./GeneratePanel";
+
+const models = { models: [{ id: "tiny", name: "Tiny", family: "sd15", format: "diffusers", demo: false, loaded: true, default_size: 64 }], default: "tiny" };
+const samplers = { samplers: [{ id: "euler_a", name: "Euler a" }] };
+
+const job: Job = {
+  id: "j1",
+  status: "running",
+  progress: 25,
+  step: 1,
+  total_steps: 4,
+  queue_position: null,
+  priority: 0,
+  attempts: 1,
+  created_at: "2024-01-01T00:00:00Z",
+  started_at: "2024-01-01T00:00:01Z",
+  request: { prompt: "a fox", negative_prompt: "", width: 64, height: 64, steps: 4, cfg_scale: 7, sampler: "euler_a", seed: 1, batch_size: 1, priority: 0, model: "tiny" },
+  results: [],
+};
+
+const base = { "GET /api/v1/models": () => json(models), "GET /api/v1/samplers": () => json(samplers) };
+
+function Harness({ initial = DEFAULT_PARAMS }: { initial?: FormParams }) {
+  const [client] = useState(makeQueryClient);
+  const [params, setParams] = useState(initial);
+  return (
+    <QueryClientProvider client={client}>
+      <GeneratePanel params={params} setParams={setParams} />
+    </QueryClientProvider>
+  );
+}
+
+afterEach(() => vi.unstubAllGlobals());
+
+describe("GeneratePanel", () => {
+  it("after a refused submit, focuses the first field in error and announces why", async () => {
+    const seen = stubGateway(base);
+    render(<Harness initial={{ ...DEFAULT_PARAMS, prompt: "", width: 65 }} />);
+    await userEvent.click(screen.getByRole("button", { name: "Generate" }));
+    expect(screen.getByLabelText("Prompt")).toHaveFocus();
+    expect(screen.getByRole("alert")).toHaveTextContent("Not submitted. Prompt: is required; Width: must be a multiple of 8.");
+    expect(seen.some((r) => r.method === "POST")).toBe(false);
+  });
+
+  it("a field the gateway refuses takes focus, with its message announced", async () => {
+    stubGateway({
+      ...base,
+      "POST /api/v1/generate": () =>
+        json({ error: { code: "invalid_request", message: "bad steps", details: [{ field: "body.steps", message: "too many for this model" }] } }, 400),
+    });
+    render(<Harness initial={{ ...DEFAULT_PARAMS, prompt: "a fox" }} />);
+    await userEvent.click(screen.getByRole("button", { name: "Generate" }));
+    await waitFor(() => expect(screen.getByLabelText("Steps")).toHaveFocus());
+    expect(screen.getByLabelText("Steps")).toHaveAccessibleDescription("Steps: too many for this model");
+    expect(screen.getByRole("alert")).toHaveTextContent("Not submitted. Steps: too many for this model.");
+  });
+
+  it("announces status changes of the job, not every step", async () => {
+    saveJSON(KEYS.activeJob, "j1");
+    const events = [
+      `event: progress\ndata: ${JSON.stringify({ type: "progress", job_id: "j1", step: 2, total: 4, progress: 50 })}\n\n`,
+      `event: progress\ndata: ${JSON.stringify({ type: "progress", job_id: "j1", step: 3, total: 4, progress: 75 })}\n\n`,
+    ];
+    let finish: () => void = () => {};
+    let stored: Job = job;
+    stubGateway({
+      ...base,
+      // The watcher re-reads a terminal job once, for its complete results.
+      "GET /api/v1/generate/j1": () => json(stored),
+      "GET /api/v1/generate/j1/events": () =>
+        new Response(
+          new ReadableStream({
+            start(controller) {
+              for (const e of events) controller.enqueue(new TextEncoder().encode(e));
+              finish = () => {
+                const done: Job = { ...job, status: "completed", progress: 100, step: 4 };
+                stored = done;
+                const frame = { type: "status", job_id: "j1", status: "completed", terminal: true, job: done };
+                controller.enqueue(new TextEncoder().encode(`event: status\ndata: ${JSON.stringify(frame)}\n\n`));
+                controller.close();
+              };
+            },
+          }),
+          { headers: { "Content-Type": "text/event-stream" } },
+        ),
+    });
+    render(<Harness />);
+    await waitFor(() => expect(screen.getByTestId("progress-text")).toHaveTextContent("Step 3/4"));
+    // The step counter lives outside every live region; only the status line is one.
+    expect(screen.getByTestId("progress-text").closest("[aria-live],[role=status],[role=alert],[role=log]")).toBeNull();
+    expect(screen.getByRole("region", { name: "Output" })).not.toHaveAttribute("aria-live");
+    expect(screen.getByRole("status")).toHaveTextContent("Job running.");
+    finish();
+    await waitFor(() => expect(screen.getByRole("status")).toHaveTextContent("Job completed."));
+  });
+});
