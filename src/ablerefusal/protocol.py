@@ -108,10 +108,12 @@ class ResizeMode(StrEnum):
 
 
 class InpaintingFill(StrEnum):
-    """What the masked area starts from, as A1111's inpainting_fill 0 and 1 (fill, original)."""
+    """What the masked area starts from, as A1111's inpainting_fill 0..3 (fill, original, noise, nothing)."""
 
     fill = "fill"
     original = "original"
+    latent_noise = "latent_noise"
+    latent_nothing = "latent_nothing"
 
 
 class OutpaintBorders(_Wire):
@@ -332,6 +334,9 @@ class ModelInfo(_Answer):
     demo: bool = Field(False, description="Tiny random-weight model: its images are noise.")
     sha256: str | None = Field(None, description="Content hash of a single-file checkpoint, when known.")
     default_size: int = Field(512, description="Native resolution of the family (512 or 1024).")
+    inpainting: bool = Field(
+        False, description="A dedicated inpainting model (9-channel UNet): runs modes inpaint and outpaint only."
+    )
 
 
 class ModelList(_Answer):

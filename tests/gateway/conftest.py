@@ -18,6 +18,7 @@ def gateway_settings(tmp: Path, **sections: dict[str, Any]) -> Settings:
         "storage": {
             "database_url": f"sqlite:///{tmp / 'jobs.db'}",
             "output_dir": str(tmp / "outputs"),
+            "input_dir": str(tmp / "inputs"),
             "models_dir": str(tmp / "models"),
         },
         "workers": {"local": 0},

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import logging
 import os
 import time
 import uuid
@@ -23,13 +24,23 @@ import sqlalchemy as sa
 from PIL import Image
 
 from ablerefusal.gateway.dispatch import MEMORY_SAVING, Call, Dispatcher, WorkerSlot, item_seeds
+from ablerefusal.gateway.dispatch.call import PROGRESS_WRITE_S
 from ablerefusal.gateway.events import EventHub, JobImage, JobProgress, JobStatusChange, follow_job
 from ablerefusal.gateway.jobs import ClaimedJob, JobStore
 from ablerefusal.gateway.jobs.tables import jobs as jobs_table
 from ablerefusal.gateway.schemas import TERMINAL_STATUSES, GenerateRequest, Job, JobStatus
 from ablerefusal.gateway.settings import Settings
 from ablerefusal.gateway.workers.client import WorkerClient, WorkerError, WorkerUnreachable
-from ablerefusal.protocol import SEED_MAX, ErrorCode, ErrorEvent, GenerateCall, GenerateItem, ImageEvent, ModelInfo
+from ablerefusal.protocol import (
+    SEED_MAX,
+    ErrorCode,
+    ErrorEvent,
+    GenerateCall,
+    GenerateItem,
+    ImageEvent,
+    ModelInfo,
+    ProgressEvent,
+)
 from holds import Hold
 from procs import free_port, worker_proc
 
@@ -382,6 +393,7 @@ async def test_a_submit_on_another_gateway_wakes_the_dispatcher(tmp_path: Path, 
     rig = Rig(tmp_path, worker_url, store=here, idle_poll_s=3600)
     try:
         await rig.dispatcher.start()
+        await asyncio.to_thread(_wait_listening, elsewhere, f"ablerefusal-listen {schema}")
         # Another gateway's submit: no notify() here, and an hour between polls. Only NOTIFY can wake us.
         job_id = await asyncio.to_thread(lambda: elsewhere.submit(req()).job.id)
         [job] = await rig.wait([job_id])
@@ -423,6 +435,25 @@ async def test_a_job_that_ends_right_after_an_image_keeps_it(tmp_path: Path) -> 
     job = rig.store.get(job_id)
     assert job.status == JobStatus.failed and [r.index for r in job.results] == [0]
     assert [p.tolist() for p in rig.pixels(job)] == [np.full((8, 8, 3), (200, 10, 10)).tolist()]
+    rig.store.close()
+
+
+async def test_a_failed_progress_write_is_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    rig = Rig(tmp_path, "http://127.0.0.1:1")
+    job_id = rig.submit(req(steps=4))
+    [claim] = rig.store.claim("w0")
+    call = Call(rig.dispatcher, rig.handle, WorkerSlot("w0"), WorkerClient(rig.handle.url), [claim])
+    # A real store failure: the previews table is gone, so the write of this step's preview fails.
+    with rig.store.engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE ar_job_previews"))
+    await asyncio.sleep(PROGRESS_WRITE_S)  # writes are throttled from the call's start
+    with caplog.at_level(logging.WARNING, logger="ablerefusal.gateway.dispatch"):
+        progress = ProgressEvent(call_id=call.call_id, step=1, total=4, preview="AAAA", job_ids=[job_id])
+        await call._on_event(progress, MODEL)
+        deadline = time.monotonic() + WAIT_S
+        while not any("progress write failed" in r.getMessage() for r in caplog.records):
+            assert time.monotonic() < deadline, "the failed write was never logged"
+            await asyncio.sleep(0.01)
     rig.store.close()
 
 
@@ -502,6 +533,18 @@ async def test_leases_are_renewed_while_a_call_runs(rig_factory: Any, hold: Hold
     hold.release()
     [job] = await rig.wait([job_id])
     assert job.status == JobStatus.completed and job.attempts == 1
+
+
+def _wait_listening(store: JobStore, application_name: str) -> None:
+    """Until the dispatcher's listener has sent LISTEN (seen from another connection)."""
+    deadline = time.monotonic() + WAIT_S
+    query = sa.text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :name AND query LIKE 'LISTEN%'")
+    while True:
+        with store.engine.connect() as conn:
+            if conn.execute(query, {"name": application_name}).scalar_one() > 0:
+                return
+        assert time.monotonic() < deadline, "the dispatcher never listened"
+        time.sleep(0.05)
 
 
 def _lease_until(store: JobStore, job_id: str) -> float:

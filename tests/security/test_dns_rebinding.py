@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,21 @@ def test_rebound_names_are_refused(default_gateway: Proc, host: str) -> None:
     assert queue["counts"]["queued"] == 0
 
 
+def _websocket_handshake(proc: Proc, host: str) -> bytes:
+    handshake = (
+        f"GET /api/v1/ws HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", proc.port), timeout=60) as sock:
+        sock.sendall(handshake.encode())
+        return sock.recv(4096)
+
+
+def test_rebound_names_cannot_open_a_websocket(default_gateway: Proc) -> None:
+    assert _websocket_handshake(default_gateway, "attacker.example").startswith(b"HTTP/1.1 403 ")
+    assert _websocket_handshake(default_gateway, f"127.0.0.1:{default_gateway.port}").startswith(b"HTTP/1.1 101 ")
+
+
 @pytest.mark.parametrize("host", ["127.0.0.1:{port}", "localhost:{port}", "LOCALHOST", "[::1]:{port}", "localhost."])
 def test_loopback_names_are_answered(default_gateway: Proc, host: str) -> None:
     status, _ = request(default_gateway, "GET", "/api/v1/queue", host.format(port=default_gateway.port))
@@ -72,6 +88,7 @@ def test_defaults_follow_the_bind_address_and_public_url() -> None:
         "10.0.0.5",
         "sd.example.org",
     ]
+    assert "fd00::5" in (default_allowed_hosts("fd00::5", None) or [])
     # Bound to every interface, the gateway cannot know its names (and needs keys or --insecure there).
     assert default_allowed_hosts("0.0.0.0", None) is None
     assert host_name("[::1]:8080") == "::1" and host_name("Example.ORG.:80") == "example.org"

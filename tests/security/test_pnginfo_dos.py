@@ -27,7 +27,7 @@ from ablerefusal.gateway.compat.infotext import MAX_INFOTEXT_CHARS, MAX_TEXT_CHU
 A1111_PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
 
 # The attack text: about 65,000 bytes of one key-like run deflate to ~100 bytes; the whole JSON body is
-# ~250 bytes, and the old regex needed on the order of a minute for it.
+# ~250 bytes, and the old regex held the event loop for minutes with it (benchmarks/pnginfo_attack.py).
 ATTACK_TEXT = b"a" * 65_000
 
 

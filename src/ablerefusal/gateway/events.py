@@ -259,12 +259,16 @@ class QueueListener:
         self._channel = channel
         self._payload = payload
         self._on_notify = on_notify
+        # Shows in pg_stat_activity, so operators (and tests) can see who listens for which store.
+        self.application_name = f"ablerefusal-listen {payload or 'public'}"[:63]
 
     async def run(self) -> None:
         delay = LISTEN_RETRY_S[0]
         while True:
             try:
-                async with await psycopg.AsyncConnection.connect(self._url, autocommit=True) as conn:
+                async with await psycopg.AsyncConnection.connect(
+                    self._url, autocommit=True, application_name=self.application_name
+                ) as conn:
                     await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
                     delay = LISTEN_RETRY_S[0]
                     self._on_notify()

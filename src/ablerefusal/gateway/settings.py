@@ -111,6 +111,15 @@ class S3Settings(BaseModel):
 
 class StorageSettings(BaseModel):
     output_dir: Path = Field(Path("./outputs"), description="Where images are written, by job id (backend local).")
+    input_dir: Path = Field(
+        Path("./inputs"), description="Where uploaded input images are kept, by content hash (backend local)."
+    )
+    max_input_bytes: int = Field(
+        16 * 1024 * 1024, ge=1024, description="Largest input image accepted (uploads and inline images), in bytes."
+    )
+    max_input_pixels: int = Field(
+        4096 * 4096, ge=64 * 64, description="Most pixels an input image may have (checked before decoding)."
+    )
     models_dir: Path = Field(Path("./models"), description="Where workers look for models.")
     database_url: str = Field(
         "sqlite:///./data/ablerefusal.db", description="sqlite:///path or postgresql://user@host/db job store."

@@ -110,10 +110,17 @@ def _scheduler() -> Any:
     )
 
 
-def build_tiny_pipeline(family: ModelFamily | str, scale: int = 1, seed: int = 0) -> Any:
-    """Build the tiny pipeline in memory (random weights, deterministic for a given seed)."""
+def build_tiny_pipeline(family: ModelFamily | str, scale: int = 1, seed: int = 0, inpainting: bool = False) -> Any:
+    """Build the tiny pipeline in memory (random weights, deterministic for a given seed). ``inpainting``: a
+    dedicated inpainting model, whose UNet also takes the mask and the masked image's latents (9 channels)."""
     import torch
-    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline, UNet2DConditionModel
+    from diffusers import (
+        StableDiffusionInpaintPipeline,
+        StableDiffusionPipeline,
+        StableDiffusionXLInpaintPipeline,
+        StableDiffusionXLPipeline,
+        UNet2DConditionModel,
+    )
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
     family = ModelFamily(family)
@@ -127,7 +134,7 @@ def build_tiny_pipeline(family: ModelFamily | str, scale: int = 1, seed: int = 0
         text_encoder = CLIPTextModel(_text_config(tokenizer, 32, 32))
         unet = UNet2DConditionModel(
             sample_size=8,
-            in_channels=4,
+            in_channels=9 if inpainting else 4,
             out_channels=4,
             layers_per_block=1,
             block_out_channels=(c, 2 * c),
@@ -137,7 +144,8 @@ def build_tiny_pipeline(family: ModelFamily | str, scale: int = 1, seed: int = 0
             attention_head_dim=2,
             norm_num_groups=8,
         )
-        return StableDiffusionPipeline(
+        sd_cls = StableDiffusionInpaintPipeline if inpainting else StableDiffusionPipeline
+        return sd_cls(
             vae=_vae(scale, 0.18215),
             text_encoder=text_encoder,
             tokenizer=tokenizer,
@@ -152,7 +160,7 @@ def build_tiny_pipeline(family: ModelFamily | str, scale: int = 1, seed: int = 0
     text_encoder_2 = CLIPTextModelWithProjection(_text_config(tokenizer, 64, 32))
     unet = UNet2DConditionModel(
         sample_size=8,
-        in_channels=4,
+        in_channels=9 if inpainting else 4,
         out_channels=4,
         layers_per_block=1,
         block_out_channels=(c, 2 * c),
@@ -166,7 +174,8 @@ def build_tiny_pipeline(family: ModelFamily | str, scale: int = 1, seed: int = 0
         projection_class_embeddings_input_dim=6 * 8 + 32,
         norm_num_groups=8,
     )
-    return StableDiffusionXLPipeline(
+    xl_cls = StableDiffusionXLInpaintPipeline if inpainting else StableDiffusionXLPipeline
+    return xl_cls(
         vae=_vae(scale, 0.13025),
         text_encoder=text_encoder,
         text_encoder_2=text_encoder_2,
@@ -185,6 +194,7 @@ def make_tiny(
     *,
     name: str | None = None,
     scale: int = 1,
+    inpainting: bool = False,
 ) -> Path:
     """Write a tiny model into the models directory ``dest``; returns the model's folder or checkpoint."""
     from safetensors.torch import save_file
@@ -194,9 +204,10 @@ def make_tiny(
     family, fmt = ModelFamily(family), ModelFormat(fmt)
     if fmt is ModelFormat.hub:
         raise ValueError("format must be 'diffusers' or 'single-file'")
-    name = name or f"tiny-{family.value}" + ("-single" if fmt is ModelFormat.single_file else "")
+    kind = "-inpainting" if inpainting else ""
+    name = name or f"tiny-{family.value}{kind}" + ("-single" if fmt is ModelFormat.single_file else "")
     dest.mkdir(parents=True, exist_ok=True)
-    pipe = build_tiny_pipeline(family, scale=scale)
+    pipe = build_tiny_pipeline(family, scale=scale, inpainting=inpainting)
     marker = {"demo": True, "family": family.value, "scale": scale, "note": "random weights: images are noise"}
     if fmt is ModelFormat.diffusers:
         target = dest / name

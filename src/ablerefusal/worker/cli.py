@@ -160,6 +160,9 @@ def make_tiny_cmd(
     fmt: Annotated[str, typer.Option("--format", help="diffusers or single-file.")] = "diffusers",
     name: Annotated[str | None, typer.Option(help="Model name [default: tiny-<family>[-single]].")] = None,
     scale: Annotated[int, typer.Option(min=1, help="Channel width multiplier (bigger = slower, still noise).")] = 1,
+    inpainting: Annotated[
+        bool, typer.Option("--inpainting", help="A dedicated inpainting model (9-channel UNet).")
+    ] = False,
 ) -> None:
     """Write a tiny random-weight model. Its images are NOISE: it exists to test the platform offline."""
     from ablerefusal.protocol import ModelFamily, ModelFormat
@@ -169,6 +172,6 @@ def make_tiny_cmd(
         raise typer.BadParameter("must be sd15 or sdxl", param_hint="--family")
     if fmt not in (ModelFormat.diffusers.value, ModelFormat.single_file.value):
         raise typer.BadParameter("must be diffusers or single-file", param_hint="--format")
-    path = make_tiny(dest, family, fmt, name=name, scale=scale)
+    path = make_tiny(dest, family, fmt, name=name, scale=scale, inpainting=inpainting)
     typer.echo(f"wrote {path}")
     typer.echo("note: random weights — this model's images are noise; it exists to run the platform end to end.")

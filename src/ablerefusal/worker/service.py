@@ -208,6 +208,11 @@ class WorkerService:
                 field="items",
             )
         entry = self.registry.get(call.model)
+        if entry.inpainting and call.mode not in (GenerationMode.inpaint, GenerationMode.outpaint):
+            raise InvalidRequestError(
+                f"mode: {entry.id} is an inpainting model (9-channel UNet); it runs modes inpaint and outpaint only",
+                field="mode",
+            )
         from ablerefusal.worker.engine.modes.inputs import check_call
 
         check_call(call)  # decodes the input images: off the event loop, like this whole method

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from store_helpers import FakeClock, req
 
 from ablerefusal.gateway.jobs import IdempotencyConflict, JobNotFinished, JobNotFound, JobStore, QueueFull
@@ -274,6 +275,25 @@ def test_queue_positions_of_a_page_follow_run_order(store: JobStore) -> None:
     assert positions == {high: None, first: 1, second: 2, low: 3}
     assert store.get(low).queue_position == 3
     assert [(j.id, j.queue_position) for j in store.queue_status().queued] == [(first, 1), (second, 2), (low, 3)]
+    # One query for the positions of a whole page, not one per queued job: as many statements for a page
+    # of three queued jobs as for a page of six.
+    assert _selects(store) == _selects(store, more_queued=3)
+
+
+def _selects(store: JobStore, *, more_queued: int = 0) -> int:
+    for i in range(more_queued):
+        store.submit(req(prompt=f"more {i}"))
+    statements: list[str] = []
+
+    def record(*args: Any) -> None:
+        statements.append(args[2])
+
+    sa.event.listen(store.engine, "before_cursor_execute", record)
+    try:
+        store.list_jobs()
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", record)
+    return len([q for q in statements if q.lstrip().upper().startswith("SELECT")])
 
 
 def test_store_survives_reopen(backend: dict[str, Any], clock: FakeClock) -> None:

@@ -17,6 +17,9 @@ export type ReadyResponse = Schemas["ReadyResponse"];
 export type QueueStatus = Schemas["QueueStatus"];
 export type JobPage = Schemas["JobPage"];
 export type SamplerInfo = Schemas["SamplerInfo"];
+export type GalleryImage = Schemas["GalleryImage"];
+export type GalleryPage = Schemas["GalleryPage"];
+export type PngInfoAnswer = Schemas["PngInfoAnswer"];
 
 export const TERMINAL: ReadonlySet<JobStatus> = new Set<JobStatus>(["completed", "failed", "cancelled", "timed_out"]);
 

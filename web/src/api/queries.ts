@@ -3,7 +3,19 @@
 // Following one job stays in watch.ts: it is a stream, not a cached read.
 import { keepPreviousData, QueryClient, useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 
-import { api, ApiFailure, asFailure, failureFrom, unwrap, type GenerateRequest, type Job, type JobStatus, type ReadyResponse } from "./client";
+import {
+  api,
+  ApiFailure,
+  asFailure,
+  authHeaders,
+  failureFrom,
+  unwrap,
+  type GenerateRequest,
+  type Job,
+  type JobStatus,
+  type PngInfoAnswer,
+  type ReadyResponse,
+} from "./client";
 
 declare module "@tanstack/react-query" {
   interface Register {
@@ -28,6 +40,7 @@ export const queryKeys = {
   ready: ["ready"] as const,
   queue: ["queue"] as const,
   history: ["history"] as const,
+  gallery: ["gallery"] as const,
 };
 
 /** Runs one call, turning whatever it throws into ApiFailure (an abort stays an abort: TanStack expects it). */
@@ -106,7 +119,11 @@ export function useHistory(offset: number, status: JobStatus | "") {
 function useInvalidateJobs() {
   const client = useQueryClient();
   return () =>
-    Promise.all([client.invalidateQueries({ queryKey: queryKeys.queue }), client.invalidateQueries({ queryKey: queryKeys.history })]);
+    Promise.all([
+      client.invalidateQueries({ queryKey: queryKeys.queue }),
+      client.invalidateQueries({ queryKey: queryKeys.history }),
+      client.invalidateQueries({ queryKey: queryKeys.gallery }),
+    ]);
 }
 
 export function useSubmitJob() {
@@ -131,5 +148,68 @@ export function useDeleteJob() {
   return useMutation({
     mutationFn: (id: string) => call(() => unwrap(api.DELETE("/api/v1/generate/{job_id}", { params: { path: { job_id: id } } }))),
     onSettled: invalidate,
+  });
+}
+
+export const GALLERY_PAGE_SIZE = 100;
+
+export interface GalleryFilter {
+  offset: number;
+  model: string;
+  q: string;
+}
+
+export function useGallery({ offset, model, q }: GalleryFilter) {
+  return useQuery({
+    queryKey: [...queryKeys.gallery, { offset, model, q }],
+    queryFn: ({ signal }) =>
+      call(() =>
+        unwrap(
+          api.GET("/api/v1/gallery", {
+            params: { query: { offset, limit: GALLERY_PAGE_SIZE, ...(model ? { model } : {}), ...(q ? { q } : {}) } },
+            signal,
+          }),
+        ),
+      ),
+    refetchInterval: 10_000,
+    placeholderData: keepPreviousData,
+  });
+}
+
+/** Deletes several finished jobs with their images in one request (all or nothing). */
+export function useDeleteJobs() {
+  const invalidate = useInvalidateJobs();
+  return useMutation({
+    mutationFn: (jobIds: string[]) => call(() => unwrap(api.POST("/api/v1/gallery/delete", { body: { job_ids: jobIds } }))),
+    onSettled: invalidate,
+  });
+}
+
+export interface ImageRef {
+  job_id: string;
+  index: number;
+}
+
+/** The zip of several images as a blob (fetched with the API key, which a plain link could not send). */
+export async function fetchZip(images: ImageRef[]): Promise<Blob> {
+  let response: Response;
+  try {
+    response = await fetch("/api/v1/gallery/zip", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", ...authHeaders() },
+      body: JSON.stringify({ images }),
+    });
+  } catch {
+    throw new ApiFailure("Cannot reach the gateway (network error).", null, "network");
+  }
+  if (!response.ok) throw failureFrom(response, await response.json().catch(() => null));
+  return response.blob();
+}
+
+/** Reads the generation parameters of an image file in the gateway (the parser A1111's API uses too). */
+export function usePngInfo() {
+  return useMutation({
+    mutationFn: (imageBase64: string): Promise<PngInfoAnswer> =>
+      call(() => unwrap(api.POST("/api/v1/png-info", { body: { image: imageBase64 } }))),
   });
 }

@@ -4,6 +4,74 @@
  */
 
 export interface paths {
+    "/api/v1/gallery": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Stored images, newest first, filtered by model and prompt text */
+        get: operations["gallery_page_api_v1_gallery_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/gallery/delete": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Remove several finished jobs with their images; all or nothing */
+        post: operations["delete_jobs_api_v1_gallery_delete_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/gallery/zip": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** A zip of several images, streamed */
+        post: operations["zip_images_api_v1_gallery_zip_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/gallery/{job_id}/{index}/thumb.webp": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A small WebP thumbnail of one image (made once, then cached beside it) */
+        get: operations["thumbnail_api_v1_gallery__job_id___index__thumb_webp_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/generate": {
         parameters: {
             query?: never;
@@ -125,6 +193,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/png-info": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Read the generation parameters stored in an image */
+        post: operations["png_info_api_v1_png_info_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/queue": {
         parameters: {
             query?: never;
@@ -168,6 +253,40 @@ export interface paths {
         };
         /** Samplers a request may name */
         get: operations["list_samplers_api_v1_samplers_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/uploads": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Store one input image (PNG, JPEG or WebP) for img2img, inpainting and outpainting */
+        post: operations["upload_api_v1_uploads_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/uploads/{upload_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** An uploaded input image (PNG) */
+        get: operations["read_upload_api_v1_uploads__upload_id__get"];
         put?: never;
         post?: never;
         delete?: never;
@@ -493,6 +612,22 @@ export interface components {
              */
             message: string;
         };
+        /** Body_upload_api_v1_uploads_post */
+        Body_upload_api_v1_uploads_post: {
+            /**
+             * File
+             * @description The image; its type is decided from its bytes.
+             */
+            file: string;
+        };
+        /** DeleteResult */
+        DeleteResult: {
+            /**
+             * Deleted
+             * @description Jobs removed with their images and thumbnails.
+             */
+            deleted: string[];
+        };
         /**
          * ErrorEnvelope
          * @description Body of every 4xx/5xx answer of /api/v1.
@@ -514,6 +649,115 @@ export interface components {
              * @description The rule it broke.
              */
             message: string;
+        };
+        /** GalleryImage */
+        GalleryImage: {
+            /**
+             * Cfg Scale
+             * @description Classifier-free guidance scale.
+             */
+            cfg_scale: number;
+            /**
+             * Created At
+             * Format: date-time
+             * @description When its job was accepted.
+             */
+            created_at: string;
+            /**
+             * Height
+             * @description Image height in pixels.
+             */
+            height: number;
+            /**
+             * Image Url
+             * @description URL of the full PNG under /outputs.
+             */
+            image_url: string;
+            /**
+             * Index
+             * @description Image index within its job.
+             */
+            index: number;
+            /**
+             * Infotext
+             * @description AUTOMATIC1111-style parameters text of this image.
+             * @default
+             */
+            infotext: string;
+            /**
+             * Job Id
+             * @description Job that made the image.
+             */
+            job_id: string;
+            /**
+             * Model
+             * @description Model that made the image; null when the default was used.
+             */
+            model?: string | null;
+            /**
+             * Negative Prompt
+             * @description The job's negative prompt.
+             * @default
+             */
+            negative_prompt: string;
+            /**
+             * Prompt
+             * @description The job's prompt.
+             */
+            prompt: string;
+            /**
+             * Sampler
+             * @description Sampler name.
+             */
+            sampler: string;
+            /**
+             * Seed
+             * @description Seed the image was generated with.
+             */
+            seed: number;
+            /**
+             * Steps
+             * @description Denoising steps.
+             */
+            steps: number;
+            /**
+             * Thumb Url
+             * @description URL of a small WebP thumbnail (made on first request, then cached).
+             */
+            thumb_url: string;
+            /**
+             * Width
+             * @description Image width in pixels.
+             */
+            width: number;
+        };
+        /** GalleryPage */
+        GalleryPage: {
+            /**
+             * Items
+             * @description Images, newest job first, index order within a job.
+             */
+            items: components["schemas"]["GalleryImage"][];
+            /**
+             * Limit
+             * @description Page size asked for.
+             */
+            limit: number;
+            /**
+             * Models
+             * @description Every model that made a stored image (for the model filter).
+             */
+            models: string[];
+            /**
+             * Offset
+             * @description Index of the first image of this page.
+             */
+            offset: number;
+            /**
+             * Total
+             * @description Images matching the filters.
+             */
+            total: number;
         };
         /**
          * GenerateRequest
@@ -621,6 +865,20 @@ export interface components {
              * @description Absolute URL of the PNG, when response_format is url.
              */
             url?: string | null;
+        };
+        /** ImageRef */
+        ImageRef: {
+            /**
+             * Index
+             * @description Image index within the job.
+             * @default 0
+             */
+            index: number;
+            /**
+             * Job Id
+             * @description Job id.
+             */
+            job_id: string;
         };
         /**
          * ImagesRequest
@@ -892,6 +1150,14 @@ export interface components {
              */
             seed: number;
         };
+        /** JobSelection */
+        JobSelection: {
+            /**
+             * Job Ids
+             * @description Job ids, 1 to 500.
+             */
+            job_ids: string[];
+        };
         /**
          * JobStatus
          * @enum {string}
@@ -1042,6 +1308,42 @@ export interface components {
              * @constant
              */
             object: "list";
+        };
+        /** PngInfoAnswer */
+        PngInfoAnswer: {
+            /**
+             * Info
+             * @description The 'parameters' text, '' when the image has none.
+             */
+            info: string;
+            /**
+             * Items
+             * @description The image's other text chunks.
+             */
+            items?: {
+                [key: string]: string;
+            };
+            /**
+             * Parameters
+             * @description Parameters under A1111's infotext keys (Prompt, Negative prompt, Steps, Sampler, CFG scale, Seed, Size-1, Size-2, Model...); values are strings.
+             */
+            parameters?: {
+                [key: string]: string;
+            };
+            /**
+             * Source
+             * @description Where the parameters came from: an A1111-style infotext, a ComfyUI graph, or none found.
+             * @enum {string}
+             */
+            source: "a1111" | "comfyui" | "none";
+        };
+        /** PngInfoBody */
+        PngInfoBody: {
+            /**
+             * Image
+             * @description The image as base64, with or without a data:image/...;base64, prefix.
+             */
+            image: string;
         };
         /** PngInfoRequest */
         PngInfoRequest: {
@@ -1481,6 +1783,32 @@ export interface components {
                 [key: string]: unknown;
             };
         };
+        /**
+         * Upload
+         * @description A stored input image; jobs name it by ``id``.
+         */
+        Upload: {
+            /**
+             * Height
+             * @description Height in pixels, after EXIF orientation.
+             */
+            height: number;
+            /**
+             * Id
+             * @description sha256 (hex) of the stored PNG: the same pixels always get the same id.
+             */
+            id: string;
+            /**
+             * Url
+             * @description Where the stored image is served (GET), relative to the gateway.
+             */
+            url: string;
+            /**
+             * Width
+             * @description Width in pixels, after EXIF orientation.
+             */
+            width: number;
+        };
         /** ValidationError */
         ValidationError: {
             /** Context */
@@ -1539,6 +1867,14 @@ export interface components {
              */
             url: string;
         };
+        /** ZipRequest */
+        ZipRequest: {
+            /**
+             * Images
+             * @description Images to put in the zip, 1 to 500.
+             */
+            images: components["schemas"]["ImageRef"][];
+        };
     };
     responses: never;
     parameters: never;
@@ -1548,6 +1884,215 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    gallery_page_api_v1_gallery_get: {
+        parameters: {
+            query?: {
+                /** @description Index of the first image. */
+                offset?: number;
+                /** @description Page size. */
+                limit?: number;
+                /** @description Only images made by this model. */
+                model?: string | null;
+                /** @description Only images whose prompt contains this text (case-insensitive). */
+                q?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GalleryPage"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    delete_jobs_api_v1_gallery_delete_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["JobSelection"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeleteResult"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    zip_images_api_v1_gallery_zip_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ZipRequest"];
+            };
+        };
+        responses: {
+            /** @description The archive. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/zip": unknown;
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    thumbnail_api_v1_gallery__job_id___index__thumb_webp_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                job_id: string;
+                /** @description Image index within the job. */
+                index: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The thumbnail. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "image/webp": unknown;
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
     list_jobs_api_v1_generate_get: {
         parameters: {
             query?: {
@@ -2005,6 +2550,66 @@ export interface operations {
             };
         };
     };
+    png_info_api_v1_png_info_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PngInfoBody"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PngInfoAnswer"];
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
     queue_status_api_v1_queue_get: {
         parameters: {
             query?: never;
@@ -2070,6 +2675,116 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["SamplersResponse"];
+                };
+            };
+        };
+    };
+    upload_api_v1_uploads_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "multipart/form-data": components["schemas"]["Body_upload_api_v1_uploads_post"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Upload"];
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    read_upload_api_v1_uploads__upload_id__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The id POST /uploads answered. */
+                upload_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The stored image. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "image/png": unknown;
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
                 };
             };
         };

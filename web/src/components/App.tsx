@@ -2,18 +2,22 @@
 import { QueryClientProvider } from "@tanstack/react-query";
 import { useCallback, useEffect, useState } from "react";
 
-import type { Job } from "@/api/client";
-import { makeQueryClient } from "@/api/queries";
+import type { GalleryImage, Job } from "@/api/client";
+import { makeQueryClient, useModels, useSamplers, type GalleryFilter } from "@/api/queries";
+import { formFromParameters } from "@/lib/infotext";
 import { DEFAULT_PARAMS, fromRequest, restoreParams, type FormParams } from "@/lib/params";
 import { KEYS, loadJSON, saveJSON } from "@/lib/storage";
 
+import { GalleryPanel, NO_FILTER } from "./GalleryPanel";
 import { GeneratePanel } from "./GeneratePanel";
-import { HistoryPanel } from "./HistoryPanel";
+import { FIRST_HISTORY_PAGE, HistoryPanel, type HistoryView } from "./HistoryPanel";
+import { PngInfoDrop } from "./PngInfoDrop";
 import { QueuePanel } from "./QueuePanel";
 import { SettingsPanel } from "./SettingsPanel";
 
 const TABS = [
   { id: "generate", label: "Generate" },
+  { id: "gallery", label: "Gallery" },
   { id: "queue", label: "Queue" },
   { id: "history", label: "History" },
   { id: "settings", label: "Settings" },
@@ -25,6 +29,21 @@ type Theme = "system" | "light" | "dark";
 function tabFromHash(): TabId {
   const id = window.location.hash.replace(/^#/, "");
   return TABS.some((t) => t.id === id) ? (id as TabId) : "generate";
+}
+
+/**
+ * The job a link opens: `?job=<id>` (a static export has no /jobs/<id> route to serve). Without one, the job
+ * last submitted in this browser, so a reload keeps following it.
+ */
+function jobFromUrl(): string | null {
+  return new URLSearchParams(window.location.search).get("job") || loadJSON<string | null>(KEYS.activeJob, null);
+}
+
+/** A gallery image's parameters as the request "reuse" reads them from. */
+function requestOf(image: GalleryImage, current: FormParams): Job["request"] {
+  const { prompt, negative_prompt, model, width, height, steps, sampler, cfg_scale, seed } = image;
+  // An image is one of its batch: batch size and priority stay as the form has them.
+  return { prompt, negative_prompt, model, width, height, steps, sampler, cfg_scale, seed, batch_size: current.batch_size, priority: current.priority };
 }
 
 function loadParams(): FormParams {
@@ -51,11 +70,24 @@ function Studio() {
   const [tab, setTab] = useState<TabId>(tabFromHash);
   const [params, setParamsState] = useState<FormParams>(loadParams);
   const [theme, setTheme] = useState<Theme>(() => loadJSON<Theme>(KEYS.theme, "system"));
+  const [jobId, setJobId] = useState<string | null>(jobFromUrl);
+  const [historyView, setHistoryView] = useState<HistoryView>(FIRST_HISTORY_PAGE);
+  const [galleryFilter, setGalleryFilter] = useState<GalleryFilter>(NO_FILTER);
+  const samplers = useSamplers();
+  const models = useModels();
 
+  // Back and forward move between tabs (each switch is a history entry) and between opened jobs.
   useEffect(() => {
-    const onHash = () => setTab(tabFromHash());
-    window.addEventListener("hashchange", onHash);
-    return () => window.removeEventListener("hashchange", onHash);
+    const onNavigate = () => {
+      setTab(tabFromHash());
+      setJobId(jobFromUrl());
+    };
+    window.addEventListener("hashchange", onNavigate);
+    window.addEventListener("popstate", onNavigate);
+    return () => {
+      window.removeEventListener("hashchange", onNavigate);
+      window.removeEventListener("popstate", onNavigate);
+    };
   }, []);
 
   useEffect(() => {
@@ -71,12 +103,31 @@ function Studio() {
   }, []);
 
   const go = (id: TabId) => {
-    window.history.pushState(null, "", `#${id}`);
+    if (id === tab) return;
+    window.history.pushState(null, "", `${window.location.search}#${id}`);
     setTab(id);
+  };
+
+  // A new job becomes the page's address, so a reload or a shared link opens it.
+  const openJob = (id: string) => {
+    saveJSON(KEYS.activeJob, id);
+    window.history.replaceState(null, "", `?job=${encodeURIComponent(id)}#generate`);
+    setJobId(id);
   };
 
   const reuse = (job: Job, seed: number | null) => {
     setParams(fromRequest(params, job.request, seed));
+    go("generate");
+  };
+
+  const reuseImage = (image: GalleryImage, withSeed: boolean) => {
+    setParams(fromRequest(params, requestOf(image, params), withSeed ? image.seed : null));
+    go("generate");
+  };
+
+  const fillFromImage = (parameters: Record<string, string>) => {
+    const modelIds = (models.data?.models ?? []).map((m) => m.id);
+    setParams(formFromParameters(params, parameters, samplers.data ?? [], modelIds).params);
     go("generate");
   };
 
@@ -115,11 +166,13 @@ function Studio() {
         </label>
       </header>
       <main id="main" tabIndex={-1}>
-        {tab === "generate" ? <GeneratePanel params={params} setParams={setParams} /> : null}
+        {tab === "generate" ? <GeneratePanel params={params} setParams={setParams} jobId={jobId} onJob={openJob} /> : null}
+        {tab === "gallery" ? <GalleryPanel filter={galleryFilter} onFilter={setGalleryFilter} onReuse={reuseImage} /> : null}
         {tab === "queue" ? <QueuePanel /> : null}
-        {tab === "history" ? <HistoryPanel onReuse={reuse} /> : null}
+        {tab === "history" ? <HistoryPanel onReuse={reuse} view={historyView} onView={setHistoryView} /> : null}
         {tab === "settings" ? <SettingsPanel /> : null}
       </main>
+      <PngInfoDrop onFill={fillFromImage} />
     </>
   );
 }

@@ -28,9 +28,9 @@ export function useImageSrc(url: string): string | null {
   return keyed ? blobUrl : url;
 }
 
-export function AuthImage({ src, alt, className }: { src: string; alt: string; className?: string }) {
+export function AuthImage({ src, alt, className, testId }: { src: string; alt: string; className?: string; testId?: string }) {
   const resolved = useImageSrc(src);
-  if (!resolved) return <span className={`img-placeholder ${className ?? ""}`} aria-label={alt} role="img" />;
+  if (!resolved) return <span className={`img-placeholder ${className ?? ""}`} aria-label={alt} role="img" data-testid={testId} />;
   // eslint-disable-next-line @next/next/no-img-element -- static export: images come straight from /outputs
-  return <img src={resolved} alt={alt} className={className} loading="lazy" />;
+  return <img src={resolved} alt={alt} className={className} loading="lazy" data-testid={testId} />;
 }

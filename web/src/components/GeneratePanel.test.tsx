@@ -6,7 +6,7 @@ import { useState } from "react";
 import type { Job } from "@/api/client";
 import { makeQueryClient } from "@/api/queries";
 import { DEFAULT_PARAMS, type FormParams } from "@/lib/params";
-import { KEYS, saveJSON } from "@/lib/storage";
+import { KEYS, loadJSON, saveJSON } from "@/lib/storage";
 import { json, stubGateway } from "@/testing/gateway";
 
 import { GeneratePanel } from "./GeneratePanel";
@@ -31,17 +31,29 @@ const job: Job = {
 
 const base = { "GET /api/v1/models": () => json(models), "GET /api/v1/samplers": () => json(samplers) };
 
-function Harness({ initial = DEFAULT_PARAMS }: { initial?: FormParams }) {
+function Harness({ initial = DEFAULT_PARAMS, onJob = () => {} }: { initial?: FormParams; onJob?: (id: string) => void }) {
   const [client] = useState(makeQueryClient);
   const [params, setParams] = useState(initial);
+  const [jobId, setJobId] = useState<string | null>(() => loadJSON<string | null>(KEYS.activeJob, null));
   return (
     <QueryClientProvider client={client}>
-      <GeneratePanel params={params} setParams={setParams} />
+      <GeneratePanel
+        params={params}
+        setParams={setParams}
+        jobId={jobId}
+        onJob={(id) => {
+          onJob(id);
+          setJobId(id);
+        }}
+      />
     </QueryClientProvider>
   );
 }
 
-afterEach(() => vi.unstubAllGlobals());
+afterEach(() => {
+  vi.unstubAllGlobals();
+  window.localStorage.clear();
+});
 
 describe("GeneratePanel", () => {
   it("after a refused submit, focuses the first field in error and announces why", async () => {
@@ -103,5 +115,61 @@ describe("GeneratePanel", () => {
     expect(screen.getByRole("status")).toHaveTextContent("Job running.");
     finish();
     await waitFor(() => expect(screen.getByRole("status")).toHaveTextContent("Job completed."));
+  });
+
+  it("remembers submitted prompts, newest first, and puts one back when picked", async () => {
+    const user = userEvent.setup();
+    let n = 0;
+    stubGateway({
+      ...base,
+      "POST /api/v1/generate": async (r) => {
+        const body = (await r.json()) as Job["request"];
+        n += 1;
+        return json({ ...job, id: `j${n}`, status: "queued", request: body }, 202);
+      },
+      "GET /api/v1/generate/j1": () => json({ ...job, status: "completed" }),
+      "GET /api/v1/generate/j2": () => json({ ...job, id: "j2", status: "completed" }),
+    });
+    const opened: string[] = [];
+    render(<Harness initial={{ ...DEFAULT_PARAMS, prompt: "a fox" }} onJob={(id) => opened.push(id)} />);
+    await user.click(screen.getByRole("button", { name: "Generate" }));
+    await waitFor(() => expect(opened).toEqual(["j1"]));
+    const prompt = screen.getByLabelText("Prompt");
+    await user.clear(prompt);
+    await user.type(prompt, "a badger");
+    await user.click(screen.getByRole("button", { name: "Generate" }));
+    await waitFor(() => expect(opened).toEqual(["j1", "j2"]));
+    const recent = screen.getByLabelText("Recent prompts");
+    expect([...recent.querySelectorAll("option")].map((o) => o.textContent)).toEqual(["Pick one of the last 2", "a badger", "a fox"]);
+    await user.selectOptions(recent, "a fox");
+    expect(screen.getByLabelText("Prompt")).toHaveValue("a fox");
+    expect(loadJSON(KEYS.promptHistory, [])).toEqual(["a badger", "a fox"]);
+  });
+
+  it("shows the latest preview of a running job large, updated as previews arrive", async () => {
+    saveJSON(KEYS.activeJob, "j1");
+    const preview = (step: number) =>
+      `event: preview\ndata: ${JSON.stringify({ type: "preview", job_id: "j1", step, image: `data:image/jpeg;base64,AAA${step}` })}\n\n`;
+    let push: (frame: string) => void = () => {};
+    stubGateway({
+      ...base,
+      "GET /api/v1/generate/j1": () => json(job),
+      "GET /api/v1/generate/j1/events": () =>
+        new Response(
+          new ReadableStream({
+            start(controller) {
+              push = (frame) => controller.enqueue(new TextEncoder().encode(frame));
+            },
+          }),
+          { headers: { "Content-Type": "text/event-stream" } },
+        ),
+    });
+    render(<Harness />);
+    await waitFor(() => expect(screen.getByTestId("progress-text")).toHaveTextContent("Step 1/4"));
+    push(preview(2));
+    await waitFor(() => expect(screen.getByTestId("live-preview")).toHaveAttribute("src", "data:image/jpeg;base64,AAA2"));
+    push(preview(3));
+    await waitFor(() => expect(screen.getByTestId("live-preview")).toHaveAttribute("src", "data:image/jpeg;base64,AAA3"));
+    expect(screen.getByTestId("live-preview")).toHaveClass("preview");
   });
 });

@@ -6,6 +6,7 @@ import { useCancelJob, useModels, useSamplers, useSubmitJob } from "@/api/querie
 import { watchJob } from "@/api/watch";
 import { STATUS_LABEL } from "@/lib/format";
 import { fromRequest, toRequest, type FormParams } from "@/lib/params";
+import { loadPromptHistory, rememberPrompt } from "@/lib/prompts";
 import { validateRequest, type FieldErrors } from "@/lib/rules";
 import { KEYS, loadJSON, saveJSON } from "@/lib/storage";
 
@@ -13,6 +14,7 @@ import { FIELD_LABEL, firstInvalidControl, GenerateForm } from "./GenerateForm";
 import { JobProgress } from "./JobProgress";
 import { NoModels } from "./NoModels";
 import { ErrorNotice } from "./Notice";
+import { PromptTools } from "./PromptTools";
 import { ResultsGrid } from "./ResultsGrid";
 
 /** A refused submit: what to announce, and which control takes focus (`attempt` makes each one new). */
@@ -37,7 +39,15 @@ function serverFieldErrors(failure: ApiFailure): FieldErrors {
   return errors;
 }
 
-export function GeneratePanel({ params, setParams }: { params: FormParams; setParams: (p: FormParams) => void }) {
+export interface GeneratePanelProps {
+  params: FormParams;
+  setParams: (p: FormParams) => void;
+  /** The job shown in the output area (a deep link's, or the last one submitted); null for none. */
+  jobId: string | null;
+  onJob: (id: string) => void;
+}
+
+export function GeneratePanel({ params, setParams, jobId, onJob }: GeneratePanelProps) {
   const models = useModels();
   const samplers = useSamplers();
   const submitJob = useSubmitJob();
@@ -46,8 +56,8 @@ export function GeneratePanel({ params, setParams }: { params: FormParams; setPa
   const [serverErrors, setServerErrors] = useState<FieldErrors>({});
   const [failure, setFailure] = useState<ApiFailure | null>(null);
   const [rejection, setRejection] = useState<Rejection | null>(null);
-  const [jobId, setJobId] = useState<string | null>(() => loadJSON<string | null>(KEYS.activeJob, null));
   const [job, setJob] = useState<Job | null>(null);
+  const [promptHistory, setPromptHistory] = useState<string[]>(loadPromptHistory);
   const [watchError, setWatchError] = useState<ApiFailure | null>(null);
   const [lastSeed, setLastSeed] = useState<number | null>(() => loadJSON<number | null>(KEYS.lastSeed, null));
 
@@ -55,7 +65,7 @@ export function GeneratePanel({ params, setParams }: { params: FormParams; setPa
   useEffect(() => {
     if (!jobId) return;
     const controller = new AbortController();
-    const onJob = (next: Job) => {
+    const onUpdate = (next: Job) => {
       setJob(next);
       const first = next.results?.[0];
       if (TERMINAL.has(next.status) && first) {
@@ -63,7 +73,7 @@ export function GeneratePanel({ params, setParams }: { params: FormParams; setPa
         saveJSON(KEYS.lastSeed, first.seed);
       }
     };
-    watchJob(jobId, onJob, controller.signal).catch((err: unknown) => {
+    watchJob(jobId, onUpdate, controller.signal).catch((err: unknown) => {
       if (controller.signal.aborted) return;
       setWatchError(err instanceof ApiFailure ? err : new ApiFailure(String(err), null, "client"));
     });
@@ -118,8 +128,8 @@ export function GeneratePanel({ params, setParams }: { params: FormParams; setPa
         setAttempted(false);
         setWatchError(null);
         setJob(created);
-        setJobId(created.id);
-        saveJSON(KEYS.activeJob, created.id);
+        setPromptHistory((history) => rememberPrompt(history, request.prompt));
+        onJob(created.id);
       },
       onError: (f) => {
         const fieldErrors = serverFieldErrors(f);
@@ -141,6 +151,7 @@ export function GeneratePanel({ params, setParams }: { params: FormParams; setPa
         <h2 id="generate-heading">Generate</h2>
         {modelList && modelList.length === 0 ? <NoModels /> : null}
         <ErrorNotice error={models.error} title="Models" />
+        <PromptTools params={params} onChange={change} history={promptHistory} />
         <GenerateForm
           params={params}
           onChange={change}

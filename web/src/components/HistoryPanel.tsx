@@ -1,6 +1,4 @@
 "use client";
-import { useState } from "react";
-
 import { TERMINAL, type Job, type JobStatus } from "@/api/client";
 import { HISTORY_PAGE_SIZE as PAGE_SIZE, useDeleteJob, useHistory } from "@/api/queries";
 import { STATUS_LABEL } from "@/lib/format";
@@ -9,9 +7,18 @@ import { JobRow } from "./JobRow";
 import { ErrorNotice } from "./Notice";
 import { ResultsGrid } from "./ResultsGrid";
 
-export function HistoryPanel({ onReuse }: { onReuse: (job: Job, seed: number | null) => void }) {
-  const [status, setStatus] = useState<JobStatus | "">("");
-  const [offset, setOffset] = useState(0);
+/** What History shows; kept by the app so switching tabs and back finds the same filter and page. */
+export interface HistoryView {
+  status: JobStatus | "";
+  offset: number;
+}
+
+export const FIRST_HISTORY_PAGE: HistoryView = { status: "", offset: 0 };
+
+export function HistoryPanel(props: { onReuse: (job: Job, seed: number | null) => void; view: HistoryView; onView: (view: HistoryView) => void }) {
+  const { onReuse, view, onView } = props;
+  const { status, offset } = view;
+  const setOffset = (next: number) => onView({ status, offset: next });
   const page = useHistory(offset, status);
   const deleteJob = useDeleteJob();
 
@@ -30,10 +37,7 @@ export function HistoryPanel({ onReuse }: { onReuse: (job: Job, seed: number | n
         <select
           id="history-status"
           value={status}
-          onChange={(e) => {
-            setStatus(e.target.value as JobStatus | "");
-            setOffset(0);
-          }}
+          onChange={(e) => onView({ status: e.target.value as JobStatus | "", offset: 0 })}
         >
           <option value="">All</option>
           {(Object.keys(STATUS_LABEL) as JobStatus[]).map((s) => (
@@ -60,6 +64,9 @@ export function HistoryPanel({ onReuse }: { onReuse: (job: Job, seed: number | n
                 <button type="button" onClick={() => onReuse(job, null)}>
                   Reuse settings
                 </button>
+                <a className="button" href={`?job=${encodeURIComponent(job.id)}#generate`}>
+                  Open
+                </a>
                 {TERMINAL.has(job.status) ? (
                   <button type="button" className="danger" onClick={() => remove(job)} aria-label={`Delete job ${job.request.prompt}`}>
                     Delete

@@ -46,10 +46,10 @@ export function JobProgress({ job }: { job: Job }) {
       ) : null}
       {running && job.preview ? (
         // eslint-disable-next-line @next/next/no-img-element -- a data: URL preview from the job's event stream
-        <img className="preview" src={job.preview} alt={`Live preview at step ${job.step}`} />
+        <img className="preview" data-testid="live-preview" src={job.preview} alt={`Live preview at step ${job.step}`} />
       ) : running && job.preview_url ? (
         // Polling (no event stream): the latest preview lives at one URL; the step makes each one a new image.
-        <AuthImage className="preview" src={`${job.preview_url}?step=${job.step}`} alt={`Live preview at step ${job.step}`} />
+        <AuthImage className="preview" testId="live-preview" src={`${job.preview_url}?step=${job.step}`} alt={`Live preview at step ${job.step}`} />
       ) : null}
       {job.error && job.status !== "completed" ? (
         <p className="notice notice-error" role="alert">

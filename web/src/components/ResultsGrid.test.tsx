@@ -46,4 +46,12 @@ describe("ResultsGrid", () => {
     expect(await navigator.clipboard.readText()).toBe("a fox\nSteps: 2, Seed: 10");
     expect(within(screen.getAllByTestId("result")[0]!).getByRole("button", { name: "Copied" })).toBeInTheDocument();
   });
+
+  it("lets a single image fill the output area; several share it as tiles", () => {
+    const single: Job = { ...job, results: [job.results![0]!] };
+    const { container, rerender } = render(<ResultsGrid job={single} />);
+    expect(container.querySelector(".results-grid")).toHaveClass("results-single");
+    rerender(<ResultsGrid job={job} />);
+    expect(container.querySelector(".results-grid")).not.toHaveClass("results-single");
+  });
 });

@@ -85,7 +85,8 @@ export function ResultsGrid({ job, actions = {} }: { job: Job; actions?: ResultA
   };
   return (
     <>
-      <div className="results-grid">
+      {/* One image fills the output area; several share it as tiles. */}
+      <div className={results.length === 1 ? "results-grid results-single" : "results-grid"}>
         {results.map((result) => (
           <ResultCard key={result.index} job={job} result={result} actions={actions} onOpen={() => show(result)} />
         ))}

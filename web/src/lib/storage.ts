@@ -8,6 +8,8 @@ export const KEYS = {
   theme: "theme",
   lastSeed: "lastSeed",
   activeJob: "activeJob",
+  promptHistory: "promptHistory",
+  styles: "styles",
 } as const;
 
 type Key = (typeof KEYS)[keyof typeof KEYS];

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from ablerefusal.gateway.api import generate, health, models, queue, samplers, ws
+from ablerefusal.gateway.api import gallery, generate, health, models, png_info, queue, samplers, uploads, ws
 from ablerefusal.gateway.auth import require_api_key
 
 
@@ -17,6 +17,9 @@ def api_router() -> APIRouter:
     protected.include_router(queue.router)
     protected.include_router(models.router)
     protected.include_router(samplers.router)
+    protected.include_router(gallery.router)
+    protected.include_router(png_info.router)
+    protected.include_router(uploads.router)
     router.include_router(protected)
     # Router dependencies see HTTP requests only: the WebSocket route checks its key at the handshake itself.
     router.include_router(ws.router)

@@ -78,6 +78,7 @@ class Dispatcher:
         # Small follow-up tasks (cancels found by progress writes, client closes) kept referenced.
         self._tasks_aux: set[asyncio.Future[None]] = set()
         self._wake = asyncio.Event()
+        self._woken = False
         # Set by notify(): a job was just submitted here, so the next round need not ask the store first.
         self._submitted = False
         # When the earliest queued job becomes eligible (a retry's backoff), if that is in the future.
@@ -121,10 +122,11 @@ class Dispatcher:
     def notify(self) -> None:
         """Wake the dispatcher now (after a submit here) instead of at its next poll."""
         self._submitted = True
-        self._wake.set()
+        self.wake()
 
     def wake(self) -> None:
         """Wake the dispatcher for a new look at the store and the workers."""
+        self._woken = True
         self._wake.set()
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:
@@ -165,28 +167,38 @@ class Dispatcher:
         q = self.settings.queue
         maintain_every = max(q.poll_interval_s, min(2.0, q.lease_s / 3))
         next_maintenance = time.monotonic() + maintain_every
+        look_at = 0.0  # monotonic time of the next look at the queue without a wake-up: now
         # The flag, not only the task's cancellation, ends the loop: Python 3.11's wait_for can swallow a
         # cancel that lands as the wake event fires.
         while not self._stopping:
             # Cleared before the round, so a wake-up during it leads to one more round, not a lost wake.
             self._wake.clear()
+            woken, self._woken = self._woken, False
             try:
                 if time.monotonic() >= next_maintenance:
                     next_maintenance = time.monotonic() + maintain_every
-                    await self._maintain()
-                await self._fill_workers()
+                    # Jobs back in the queue (a dead gateway's) can run now.
+                    woken = await self._maintain() or woken
+                if woken or time.monotonic() >= look_at:
+                    look_at = time.monotonic() + q.idle_poll_s
+                    await self._fill_workers()
             except Exception:
                 # A database hiccup must not end dispatching; the next round tries again.
                 log.exception("dispatch round failed")
-            sleep = min(q.idle_poll_s, max(0.0, next_maintenance - time.monotonic()))
-            if self._next_eligible is not None:
-                sleep = min(sleep, max(0.0, self._next_eligible - time.time()))
-            paused = [s.paused_until for s in self.slots.values() if s.paused_until > time.monotonic()]
-            if paused:
-                sleep = min(sleep, min(paused) - time.monotonic())
+            look_at = min(look_at, self._resume_at())
+            until = min(next_maintenance, look_at) - time.monotonic()
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(max(sleep, q.poll_interval_s)):
+                async with asyncio.timeout(max(until, q.poll_interval_s)):
                     await self._wake.wait()
+
+    def _resume_at(self) -> float:
+        """The monotonic time at which something this dispatcher waits for by itself happens: a retried
+        job's backoff ends, or a paused worker may be called again (inf: nothing)."""
+        now = time.monotonic()
+        times = [s.paused_until for s in self.slots.values() if s.paused_until > now]
+        if self._next_eligible is not None:
+            times.append(now + max(0.0, self._next_eligible - time.time()))
+        return min(times, default=float("inf"))
 
     async def _follow_workers(self) -> None:
         assert self._worker_changes is not None
@@ -194,16 +206,20 @@ class Dispatcher:
             await self._worker_changes(self.settings.queue.idle_poll_s)
             self.wake()
 
-    async def _maintain(self) -> None:
+    async def _maintain(self) -> bool:
+        """Housekeeping; True when it put jobs back in the queue."""
+        requeued = False
         for job_id in await asyncio.to_thread(self.store.requeue_expired_leases):
             job = await asyncio.to_thread(self.store.get, job_id)
             log.warning("job %s: lease lapsed, now %s", job_id, job.status)
             if job.status == JobStatus.queued:
+                requeued = True
                 self.events.publish_job(job)
             else:
                 self.publish_final(job)
         for job_id in await asyncio.to_thread(self.store.expire_deadlines):
             self.publish_final(await asyncio.to_thread(self.store.get, job_id))
+        return requeued
 
     def _workers_now(self) -> list[DispatchWorker]:
         return list(self._workers() if callable(self._workers) else self._workers)
@@ -221,6 +237,8 @@ class Dispatcher:
     async def _fill_workers(self) -> None:
         idle = [w for w in self._workers_now() if self._free(w) > 0]
         if not idle:
+            # A call ending or a worker becoming ready wakes us; a backoff ending alone changes nothing.
+            self._next_eligible = None
             return
         submitted, self._submitted = self._submitted, False
         if not submitted:
@@ -299,6 +317,6 @@ class Dispatcher:
                     del self._calls[job.id]
             if not t.cancelled() and t.exception() is not None:
                 log.error("call %s crashed", call.call_id, exc_info=t.exception())
-            self._wake.set()
+            self.wake()
 
         task.add_done_callback(_done)

@@ -29,6 +29,8 @@ Operations:
 ``requeue_expired_leases``    running jobs whose lease lapsed (dead gateway) → queued / final state
 ``expire_deadlines``          queued jobs past their deadline → timed_out
 ``delete``                    remove a finished job; returns its result paths for the caller to unlink
+``gallery_page``/``_models``   stored images newest first (model / prompt filters); models that made any
+``result_path``               the output-relative path of one image
 ============================  ==========================================================================
 """
 
@@ -44,7 +46,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, and_, delete, func, insert, or_, select, text, update
+from sqlalchemy import ColumnElement, Connection, and_, delete, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from ablerefusal.gateway.jobs import migrate, tables
@@ -100,6 +102,19 @@ class ClaimedJob:
     memory_saving: bool
     # The job as it stood when claimed (running), for the status event: no read-back needed.
     job: Job | None = field(default=None, compare=False, hash=False)
+
+
+class GalleryRow(NamedTuple):
+    """One stored image with what the gallery shows of its job (``gallery_page``)."""
+
+    job_id: str
+    image_index: int
+    path: str
+    seed: int
+    infotext: str
+    request: dict[str, Any]
+    model: str | None
+    created_at: float
 
 
 class Preview(NamedTuple):
@@ -397,7 +412,7 @@ class JobStore:
         return and_(J.c.status == JobStatus.queued.value, J.c.not_before <= now, J.c.deadline_at > now)
 
     def has_claimable(self) -> bool:
-        """Cheap read: is any queued job eligible to run now? (Lets idle dispatchers skip the write lock.)"""
+        """Cheap read: is any queued job eligible to run now? (Dispatchers use ``next_eligible_at``.)"""
         with self._read() as conn:
             return conn.execute(select(J.c.id).where(self._eligible(self._clock())).limit(1)).first() is not None
 
@@ -837,3 +852,58 @@ class JobStore:
             conn.execute(delete(P).where(P.c.job_id == job_id))
             conn.execute(delete(J).where(J.c.id == job_id))
         return paths
+
+    # --- Gallery reads (gateway/gallery): every stored image, newest job first -------------------------
+
+    def gallery_page(
+        self, *, offset: int, limit: int, model: str | None = None, text: str | None = None, owner: str | None = None
+    ) -> tuple[int, list[GalleryRow]]:
+        """Images (result rows) newest job first, index order within a job; ``model`` matches exactly,
+        ``text`` is a case-insensitive substring of the prompt; ``owner`` limits to one key's jobs."""
+        if offset < 0:
+            raise ValueError("offset: must be ≥ 0")
+        if not 1 <= limit <= MAX_PAGE:
+            raise ValueError(f"limit: must be between 1 and {MAX_PAGE}")
+        where: list[ColumnElement[bool]] = []
+        if model is not None:
+            where.append(J.c.model == model)
+        if owner is not None:
+            where.append(J.c.owner == owner)
+        if text:
+            # LIKE wildcards in the user's text are literal characters, not patterns.
+            escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            where.append(J.c.request["prompt"].as_string().ilike(f"%{escaped}%", escape="\\"))
+        joined = R.join(J, J.c.id == R.c.job_id)
+        columns = (R.c.job_id, R.c.idx, R.c.path, R.c.seed, R.c.infotext, J.c.request, J.c.model, J.c.created_at)
+        with self._read() as conn:
+            total = conn.execute(select(func.count()).select_from(joined).where(*where)).scalar_one()
+            query = select(*columns).select_from(joined).where(*where).order_by(J.c.seq.desc(), R.c.idx)
+            rows = conn.execute(query.offset(offset).limit(limit)).all()
+        return int(total), [
+            GalleryRow(
+                job_id=r.job_id,
+                image_index=int(r.idx),
+                path=r.path,
+                seed=int(r.seed),
+                infotext=r.infotext or "",
+                request=dict(r.request),
+                model=r.model,
+                created_at=float(r.created_at),
+            )
+            for r in rows
+        ]
+
+    def gallery_models(self, *, owner: str | None = None) -> list[str]:
+        """Names of the models that made at least one stored image (the gallery's model filter)."""
+        where: list[ColumnElement[bool]] = [J.c.model.is_not(None)]
+        if owner is not None:
+            where.append(J.c.owner == owner)
+        query = select(J.c.model).select_from(R.join(J, J.c.id == R.c.job_id)).where(*where).distinct()
+        with self._read() as conn:
+            return sorted(str(r.model) for r in conn.execute(query))
+
+    def result_path(self, job_id: str, index: int) -> str | None:
+        """Output-relative path of one image, None when the job has no such image."""
+        with self._read() as conn:
+            row = conn.execute(select(R.c.path).where(R.c.job_id == job_id, R.c.idx == index)).first()
+        return None if row is None else str(row.path)

@@ -13,9 +13,9 @@ import asyncio
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ablerefusal.gateway.compat import render_error_for
-from ablerefusal.gateway.errors import ApiException, error_response
+from ablerefusal.gateway.errors import ApiException
 from ablerefusal.gateway.schemas import FieldError
+from ablerefusal.gateway.security.answers import refuse
 
 _DISCONNECT: Message = {"type": "http.disconnect"}
 
@@ -37,13 +37,6 @@ def too_slow(timeout_s: float) -> ApiException:
         details=[FieldError(field="body", message=f"each part must arrive within {timeout_s:g}s")],
         headers={"Connection": "close"},
     )
-
-
-async def refuse(scope: Scope, receive: Receive, send: Send, exc: ApiException) -> None:
-    """Answer ``exc`` in the error shape of the API ``scope`` addresses."""
-    render = render_error_for(scope["path"])
-    response = render(exc) if render is not None else error_response(exc)
-    await response(scope, receive, send)
 
 
 class BodyGuard:

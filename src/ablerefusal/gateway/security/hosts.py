@@ -13,8 +13,9 @@ from urllib.parse import urlsplit
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ablerefusal.gateway.errors import ApiException, error_response
+from ablerefusal.gateway.errors import ApiException
 from ablerefusal.gateway.schemas import FieldError
+from ablerefusal.gateway.security.answers import refuse
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 # Binding every interface means the gateway is reached by names it cannot know; the bind-safety rule already
@@ -35,7 +36,7 @@ def default_allowed_hosts(bind: str, public_url: str | None) -> list[str] | None
     """Loopback names, the bind address and public_url's host; None (any) for a wildcard bind."""
     if bind in WILDCARD_BINDS:
         return None
-    names = [*LOOPBACK_NAMES, host_name(bind)]
+    names = [*LOOPBACK_NAMES, bind.strip("[]").lower()]  # a bind address has no port; IPv6 ones no brackets
     if public_url:
         names.append((urlsplit(public_url).hostname or "").lower())
     return names
@@ -75,4 +76,4 @@ class HostGuard:
             f"Host {host!r} is not one of server.allowed_hosts ({', '.join(self.allowed)})",
             details=[FieldError(field="Host", message="must name this gateway (server.allowed_hosts)")],
         )
-        await error_response(exc)(scope, receive, send)
+        await refuse(scope, receive, send, exc)

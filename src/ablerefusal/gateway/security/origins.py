@@ -14,9 +14,9 @@ from urllib.parse import urlsplit
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ablerefusal.gateway.compat import render_error_for
-from ablerefusal.gateway.errors import ApiException, error_response
+from ablerefusal.gateway.errors import ApiException
 from ablerefusal.gateway.schemas import FieldError
+from ablerefusal.gateway.security.answers import refuse
 
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 ACCEPTED_TYPES = ("application/json", "multipart/form-data")
@@ -64,9 +64,7 @@ class OriginGuard:
                 if scope["type"] == "websocket":
                     await send({"type": "websocket.close", "code": 1008, "reason": refusal.message})
                     return
-                render = render_error_for(scope["path"])
-                response = render(refusal) if render is not None else error_response(refusal)
-                await response(scope, receive, send)
+                await refuse(scope, receive, send, refusal)
                 return
         await self.app(scope, receive, send)
 

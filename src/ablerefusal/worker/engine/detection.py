@@ -113,3 +113,25 @@ def family_from_folder(folder: Path) -> ModelFamily:
                 raise UnsupportedModelError(f"{folder.name}: UNet context {context} is SD 2.x, not SD 1.5")
         return ModelFamily.sd15
     raise UnsupportedModelError(f"{folder.name}: unsupported pipeline class {cls or '(none)'}")
+
+
+# The UNet's first convolution: a dedicated inpainting model takes 9 channels (latents 4 + mask 1 + masked
+# image latents 4) where an ordinary one takes 4.
+_LDM_CONV_IN = "model.diffusion_model.input_blocks.0.0.weight"
+INPAINTING_CHANNELS = 9
+
+
+def inpainting_from_header(header: dict[str, Any]) -> bool:
+    """Whether an LDM-layout checkpoint is an inpainting model, from its first convolution's shape."""
+    info = header.get(_LDM_CONV_IN)
+    shape = info.get("shape") if isinstance(info, dict) else None
+    return isinstance(shape, list) and len(shape) == 4 and shape[1] == INPAINTING_CHANNELS
+
+
+def inpainting_from_folder(folder: Path) -> bool:
+    """Whether a diffusers folder holds an inpainting model, from its UNet config's ``in_channels``."""
+    try:
+        config = json.loads((folder / "unet" / "config.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return isinstance(config, dict) and config.get("in_channels") == INPAINTING_CHANNELS

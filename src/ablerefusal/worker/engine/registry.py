@@ -27,6 +27,8 @@ from ablerefusal.worker.engine.detection import (
     UnsupportedModelError,
     family_from_folder,
     family_from_tensor_names,
+    inpainting_from_folder,
+    inpainting_from_header,
     looks_like_pickle,
     read_safetensors_header,
 )
@@ -53,6 +55,7 @@ class ModelEntry:
     sha256: str | None = None
     config_dir: Path | None = None  # sidecar diffusers configs of a single-file checkpoint
     pickle: bool = False
+    inpainting: bool = False  # a 9-channel inpainting UNet: only modes with a mask can run it
 
     def info(self, loaded: bool) -> ModelInfo:
         return ModelInfo(
@@ -65,6 +68,7 @@ class ModelEntry:
             demo=self.demo,
             sha256=self.sha256,
             default_size=1024 if self.family is ModelFamily.sdxl else 512,
+            inpainting=self.inpainting,
         )
 
 
@@ -216,6 +220,7 @@ class ModelRegistry:
             path=folder,
             size_bytes=_dir_size(folder),
             demo=demo,
+            inpainting=inpainting_from_folder(folder),
         )
 
     def _add_safetensors(self, path: Path, scan: _Scan) -> None:
@@ -235,6 +240,7 @@ class ModelRegistry:
             demo=metadata.get(DEMO_METADATA_KEY) == "true",
             sha256=self._hash_if_small(path),
             config_dir=sidecar if (sidecar / "model_index.json").is_file() else None,
+            inpainting=inpainting_from_header(header),
         )
 
     def _add_pickle(self, path: Path, scan: _Scan) -> None:

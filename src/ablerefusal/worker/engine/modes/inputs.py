@@ -19,6 +19,7 @@ from ablerefusal.image_inputs import DEFAULT_MAX_PIXELS, InputImageError, decode
 from ablerefusal.protocol import (
     MAX_INPUT_IMAGE_BYTES,
     MAX_SIZE,
+    MIN_SIZE,
     GenerateCall,
     GenerationMode,
     InpaintingFill,
@@ -29,6 +30,8 @@ from ablerefusal.worker.engine.errors import InvalidRequestError
 PIL_UPSCALERS = {"lanczos": Image.Resampling.LANCZOS, "nearest": Image.Resampling.NEAREST}
 LATENT_UPSCALER = "latent"
 UPSCALERS = (LATENT_UPSCALER, *PIL_UPSCALERS)
+# Fills that replace the masked area's latents (noise or zeros) rather than its pixels.
+LATENT_FILLS = frozenset({InpaintingFill.latent_noise, InpaintingFill.latent_nothing})
 
 
 @dataclass(frozen=True)
@@ -89,10 +92,20 @@ def check_call(call: GenerateCall) -> None:
     elif call.outpaint is not None:
         raise InvalidRequestError("outpaint: borders are for mode outpaint only", field="outpaint")
     width, height = working_size(call)
+    if min(width, height) < MIN_SIZE:
+        raise InvalidRequestError(
+            f"hires: the result would be {width}x{height}; images are at least {MIN_SIZE} pixels a side",
+            field="hires",
+        )
     if max(width, height) > MAX_SIZE:
         raise InvalidRequestError(
             f"the result would be {width}x{height}; images are at most {MAX_SIZE} pixels a side",
             field="hires" if call.hires is not None else "outpaint",
+        )
+    if call.inpaint_only_masked and call.inpainting_fill in LATENT_FILLS and mode is GenerationMode.inpaint:
+        raise InvalidRequestError(
+            f"inpainting_fill: {call.inpainting_fill.value} works on the whole image, not with inpaint_only_masked",
+            field="inpainting_fill",
         )
     for n, item in enumerate(call.items):
         needs_init = mode is not GenerationMode.txt2img

@@ -14,9 +14,10 @@ from typing import Any
 import torch
 from PIL import Image
 
-from ablerefusal.protocol import GenerateCall, GenerationMode
+from ablerefusal.protocol import GenerateCall, GenerationMode, InpaintingFill
 from ablerefusal.worker.engine.modes.derived import Kind, derive
 from ablerefusal.worker.engine.modes.inputs import (
+    LATENT_FILLS,
     LATENT_UPSCALER,
     PIL_UPSCALERS,
     ItemInputs,
@@ -84,16 +85,21 @@ def _inpaint(stage: Stage, inputs: list[ItemInputs]) -> list[Image.Image]:
     pipe = derive(stage.pipe, Kind.inpaint, stage.new_scheduler())
     width, height = inputs[0].original.size
     only_masked = call.inpaint_only_masked and call.mode is GenerationMode.inpaint
-    # diffusers finds the crop of "only masked" from one mask, so such a call runs one item at a time.
-    groups = _runs_of(stage.job_ids) if only_masked else [range(len(inputs))]
+    # diffusers crops "only masked" around one PIL mask, so such a call runs one image at a time (each row
+    # still with its own generator: the same pixels as that image alone).
+    groups = [range(r, r + 1) for r in range(len(inputs))] if only_masked else [range(len(inputs))]
     out: list[Image.Image] = []
     for rows in groups:
+        images, masks = [inputs[r].init for r in rows], [inputs[r].mask for r in rows]
+        start: dict[str, Any] = {"image": images[0] if only_masked else images}
+        if call.inpainting_fill in LATENT_FILLS:
+            start = _latent_start(pipe, images, masks, [stage.generators[r] for r in rows], call.inpainting_fill)
         generated = pipe(
             **_rows_subset(stage, rows),
+            **start,
             num_inference_steps=call.steps,
-            callback_on_step_end=stage.on_step_end,
-            image=[inputs[r].init for r in rows],
-            mask_image=[inputs[r].mask for r in rows],
+            callback_on_step_end=_rows_callback(stage, rows),
+            mask_image=masks[0] if only_masked else masks,
             width=call.width if only_masked else width,
             height=call.height if only_masked else height,
             strength=call.denoising_strength,
@@ -105,14 +111,42 @@ def _inpaint(stage: Stage, inputs: list[ItemInputs]) -> list[Image.Image]:
     return out
 
 
-def _runs_of(job_ids: list[str]) -> list[range]:
-    """Row ranges of consecutive rows of one job."""
-    runs, start = [], 0
-    for n in range(1, len(job_ids) + 1):
-        if n == len(job_ids) or job_ids[n] != job_ids[start]:
-            runs.append(range(start, n))
-            start = n
-    return runs
+def _latent_start(
+    pipe: Any, images: list[Image.Image], masks: list[Any], generators: list[torch.Generator], fill: InpaintingFill
+) -> dict[str, Any]:
+    """A1111's latent fills: the init latents with the masked area (the mask at latent size, rounded) replaced
+    by each row's own noise or by zeros. The pipeline takes latents as its image; the masked image's latents,
+    which it can no longer make from them, are given too (9-channel UNets read them)."""
+    device, dtype = pipe._execution_device, pipe.vae.dtype
+    height, width = images[0].height, images[0].width
+    pixels = pipe.image_processor.preprocess(images, height=height, width=width).to(device, dtype)
+    mask = pipe.mask_processor.preprocess(masks, height=height, width=width).to(device, dtype)
+    latents = pipe._encode_vae_image(pixels, generator=generators)
+    masked_latents = pipe._encode_vae_image(pixels * (mask < 0.5), generator=generators)
+    small = torch.nn.functional.interpolate(mask, size=latents.shape[-2:]).round()
+    if fill is InpaintingFill.latent_noise:
+        shape = latents.shape[1:]
+        filler = torch.stack([torch.randn(shape, generator=g, dtype=torch.float32) for g in generators])
+    else:
+        filler = torch.zeros_like(latents, dtype=torch.float32)
+    start = latents * (1 - small) + filler.to(device, latents.dtype) * small
+    return {"image": start, "masked_image_latents": masked_latents}
+
+
+def _rows_callback(stage: Stage, rows: range) -> Callable[..., dict[str, Any]]:
+    """The runner's step callback for a pass over some rows: it indexes latents by call row (previews), so
+    they are placed at their rows of a call-sized batch."""
+    total = len(stage.job_ids)
+    if len(rows) == total:
+        return stage.on_step_end
+
+    def on_step_end(p: Any, i: int, t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+        latents = tensors["latents"]
+        full = latents.new_zeros((total, *latents.shape[1:]))
+        full[rows.start : rows.stop] = latents
+        return stage.on_step_end(p, i, t, {**tensors, "latents": full})
+
+    return on_step_end
 
 
 def _rows_subset(stage: Stage, rows: range) -> dict[str, Any]:
