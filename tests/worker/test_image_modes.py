@@ -201,6 +201,18 @@ def test_inpaint_only_masked_works_on_a_crop_and_pastes_it_back(worker_client: T
     assert found[("a", 0)].metadata["inpaint_only_masked"] is True
 
 
+@pytest.mark.parametrize("sampler", ["euler_a", "dpmpp_sde"])
+def test_only_masked_images_equal_the_same_seed_alone(worker_client: TestClient, sampler: str) -> None:
+    # One image at a time, each with its own seed's noise (SDE samplers seed their Brownian noise per image).
+    source, mask = b64(picture(64, 64, 16)), b64(square_mask(64, 64, (10, 10, 40, 40)))
+    common = {"mode": "inpaint", "inpaint_only_masked": True, "sampler": sampler, "steps": 3}
+    batch = only(
+        run_call(worker_client, call_body(**common, items=[item("j", [101, 102], init_image=source, mask=mask)]))
+    )
+    single = only(run_call(worker_client, call_body(**common, items=[item("j", [102], init_image=source, mask=mask)])))
+    assert np.array_equal(pixels(batch[("j", 1)]), pixels(single[("j", 0)]))
+
+
 def test_only_masked_previews_follow_the_first_live_item(worker_client: TestClient, hold: Hold) -> None:
     # "Only masked" runs one image at a time. Item a is held at its first step and dropped, so the first
     # live item becomes b, whose images are rows 1 and 2 of the call but row 0 of their own runs.

@@ -61,11 +61,23 @@ def db_current(config: ConfigOption = None, database_url: DatabaseUrlOption = No
     typer.echo(f"job store at revision {now or 'none'}; newest known {head}: {state}")
 
 
+def _count(value: str, flag: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a whole number or 'auto'", param_hint=flag) from None
+
+
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Bind port (default 8080).")] = None,
     config: Annotated[Path | None, typer.Option(help="config.yaml to read.", exists=True, dir_okay=False)] = None,
-    workers: Annotated[int | None, typer.Option("--workers", help="Local worker processes to supervise.")] = None,
+    workers: Annotated[
+        str | None, typer.Option("--workers", help="Local workers: a number, or auto (one per GPU).")
+    ] = None,
+    gpus: Annotated[
+        str | None, typer.Option("--gpus", help="GPUs for local workers, e.g. 0,1,3 (one worker pinned to each).")
+    ] = None,
     device: Annotated[str | None, typer.Option(help="Device for local workers: auto|cpu|cuda|cuda:N|mps.")] = None,
     worker_url: Annotated[
         list[str] | None, typer.Option("--worker-url", help="Remote worker base URL (repeatable).")
@@ -96,7 +108,9 @@ def serve(
     if port is not None:
         overrides["server"]["port"] = port
     if workers is not None:
-        overrides["workers"]["local"] = workers
+        overrides["workers"]["local"] = workers if workers == "auto" else _count(workers, "--workers")
+    if gpus is not None:
+        overrides["workers"]["gpus"] = [g.strip() for g in gpus.split(",") if g.strip()]
     if no_local_worker:
         overrides["workers"]["local"] = 0
     if device is not None:

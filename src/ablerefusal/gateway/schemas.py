@@ -143,6 +143,7 @@ class WorkerStatus(BaseModel):
     ready: bool = Field(..., description="Answering /v1/ready.")
     busy: bool = Field(False, description="Running a generation call.")
     device: str | None = Field(None, description="Device the worker reports.")
+    gpu: str | None = Field(None, description="The GPU a local worker is pinned to (its CUDA_VISIBLE_DEVICES).")
     restarts: int = Field(0, description="Times a local worker was restarted after a crash.")
     last_error: str | None = Field(None, description="Last probe or spawn error.")
 

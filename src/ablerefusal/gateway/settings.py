@@ -166,7 +166,16 @@ class QueueSettings(BaseModel):
 
 
 class WorkersSettings(BaseModel):
-    local: int = Field(1, ge=0, description="Local worker processes to spawn and supervise.")
+    local: Annotated[int, Field(ge=0)] | Literal["auto"] = Field(
+        1,
+        description="Local worker processes to spawn and supervise; 'auto': one per visible GPU (each pinned to "
+        "its GPU with CUDA_VISIBLE_DEVICES), or one CPU worker on a machine without GPUs.",
+    )
+    gpus: list[str] = Field(
+        default_factory=list,
+        description="GPUs for local workers (CUDA_VISIBLE_DEVICES ids, e.g. ['0', '1', '3']); worker n is pinned to "
+        "gpus[n % len]. Empty: with local 'auto', the GPUs found by nvidia-smi (or CUDA_VISIBLE_DEVICES).",
+    )
     urls: list[str] = Field(default_factory=list, description="Remote worker base URLs.")
     base_port: int = Field(8001, ge=1, le=65535, description="Port of the first local worker.")
     max_concurrent: int = Field(

@@ -1195,6 +1195,12 @@ export interface components {
              */
             id: string;
             /**
+             * Inpainting
+             * @description A dedicated inpainting model (9-channel UNet): runs modes inpaint and outpaint only.
+             * @default false
+             */
+            inpainting: boolean;
+            /**
              * Loaded
              * @description Resident in the pipeline cache.
              * @default false
@@ -1835,6 +1841,11 @@ export interface components {
              * @description Device the worker reports.
              */
             device?: string | null;
+            /**
+             * Gpu
+             * @description The GPU a local worker is pinned to (its CUDA_VISIBLE_DEVICES).
+             */
+            gpu?: string | null;
             /**
              * Id
              * @description Worker id (its URL for remote workers).

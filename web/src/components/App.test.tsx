@@ -7,7 +7,7 @@ import { json, stubGateway } from "@/testing/gateway";
 
 import App from "./App";
 
-const models = { models: [{ id: "tiny", name: "Tiny", family: "sd15", format: "diffusers", demo: false, loaded: true, default_size: 64 }], default: "tiny" };
+const models = { models: [{ id: "tiny", name: "Tiny", family: "sd15", format: "diffusers", demo: false, loaded: true, inpainting: false, default_size: 64 }], default: "tiny" };
 const samplers = { samplers: [{ id: "euler_a", name: "Euler a", aliases: [] }, { id: "dpmpp_2m_karras", name: "DPM++ 2M Karras", aliases: [] }] };
 
 function job(id: string, prompt: string): Job {
@@ -46,7 +46,8 @@ afterEach(() => vi.unstubAllGlobals());
 
 const tab = (name: string) => screen.getByRole("link", { name });
 
-describe("App", () => {
+// Whole-app renders with several user steps: on a loaded CI machine they outgrow vitest's 5 s default.
+describe("App", { timeout: 20_000 }, () => {
   it("opens the job of a deep link in the output area", async () => {
     stubGateway({ ...base, "GET /api/v1/generate/deep1": () => json(job("deep1", "a linked lighthouse")) });
     window.history.replaceState(null, "", "/?job=deep1#generate");

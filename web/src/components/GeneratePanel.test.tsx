@@ -11,7 +11,7 @@ import { json, stubGateway } from "@/testing/gateway";
 
 import { GeneratePanel } from "./GeneratePanel";
 
-const models = { models: [{ id: "tiny", name: "Tiny", family: "sd15", format: "diffusers", demo: false, loaded: true, default_size: 64 }], default: "tiny" };
+const models = { models: [{ id: "tiny", name: "Tiny", family: "sd15", format: "diffusers", demo: false, loaded: true, inpainting: false, default_size: 64 }], default: "tiny" };
 const samplers = { samplers: [{ id: "euler_a", name: "Euler a" }] };
 
 const job: Job = {

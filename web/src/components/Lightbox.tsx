@@ -1,5 +1,5 @@
 "use client";
-import { useEffect, useRef, useState } from "react";
+import { useCallback, useEffect, useRef, useState } from "react";
 
 import type { GalleryImage } from "@/api/client";
 
@@ -47,31 +47,32 @@ export function Lightbox(props: {
     if (!image && el.open) el.close?.();
   }, [image]);
 
-  const move = (by: number) => {
-    if (index === null || images.length === 0) return;
-    onIndex(Math.min(images.length - 1, Math.max(0, index + by)));
-    setZoom(false);
-    setCopied("idle");
-  };
+  const move = useCallback(
+    (by: number) => {
+      if (index === null || images.length === 0) return;
+      onIndex(Math.min(images.length - 1, Math.max(0, index + by)));
+      setZoom(false);
+      setCopied("idle");
+    },
+    [index, images.length, onIndex],
+  );
 
   // On the window, not the dialog: pressing "Next" onto the last image disables that button and focus falls
   // to the body, where the dialog would no longer hear the keys.
   const open = image !== null;
   useEffect(() => {
-    if (!open || index === null) return;
-    const onKey = (e: globalThis.KeyboardEvent) => {
+    if (!open) return;
+    const onKey = (e: KeyboardEvent) => {
       // Arrow keys belong to a focused text field or select.
       if (e.target instanceof HTMLInputElement || e.target instanceof HTMLSelectElement || e.target instanceof HTMLTextAreaElement) return;
       const by = e.key === "ArrowRight" ? 1 : e.key === "ArrowLeft" ? -1 : 0;
       if (by === 0) return;
       e.preventDefault();
-      onIndex(Math.min(images.length - 1, Math.max(0, index + by)));
-      setZoom(false);
-      setCopied("idle");
+      move(by);
     };
     window.addEventListener("keydown", onKey);
     return () => window.removeEventListener("keydown", onKey);
-  }, [open, index, images.length, onIndex]);
+  }, [open, move]);
   const copy = async () => {
     if (!image) return;
     try {

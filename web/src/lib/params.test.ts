@@ -26,7 +26,7 @@ describe("fromRequest", () => {
 
 describe("sizePresets", () => {
   it("offers 1024² for SDXL and 512² for SD 1.5, plus a native size outside the family list", () => {
-    const base = { name: "m", format: "diffusers" as const, id: "m", demo: false, loaded: false };
+    const base = { name: "m", format: "diffusers" as const, id: "m", demo: false, loaded: false, inpainting: false };
     expect(sizePresets({ ...base, family: "sdxl", default_size: 1024 })[0]).toMatchObject({ width: 1024, height: 1024 });
     expect(sizePresets({ ...base, family: "sd15", default_size: 512 })[0]).toMatchObject({ width: 512, height: 512 });
     expect(sizePresets({ ...base, family: "sd15", default_size: 64 })[0]).toMatchObject({ width: 64, height: 64 });

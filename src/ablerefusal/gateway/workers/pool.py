@@ -19,6 +19,7 @@ from typing import Any
 from ablerefusal.gateway.schemas import WorkerStatus
 from ablerefusal.gateway.settings import Settings
 from ablerefusal.gateway.workers.client import WorkerClient, WorkerError
+from ablerefusal.gateway.workers.gpus import plan_local_workers
 from ablerefusal.gateway.workers.supervisor import SupervisedProcess, WorkerCommand
 from ablerefusal.protocol import ModelInfo, WorkerInfo, incompatible_protocol
 
@@ -42,6 +43,7 @@ class WorkerHandle:
     incompatible: bool = False  # speaks another major protocol version: never enters the rotation
     busy: bool = False
     device: str | None = None
+    gpu: str | None = None
     models: list[ModelInfo] = field(default_factory=list)
     info: WorkerInfo | None = None
     last_error: str | None = None
@@ -59,13 +61,14 @@ class WorkerHandle:
             ready=self.ready,
             busy=self.busy,
             device=self.device,
+            gpu=self.gpu,
             restarts=self.restarts,
             last_error=self.last_error or (self.process.last_error if self.process else None),
         )
 
 
 class WorkerPool:
-    def __init__(self, settings: Settings, *, local_workers: int | None = None) -> None:
+    def __init__(self, settings: Settings, *, local_workers: int | str | None = None) -> None:
         self.settings = settings
         self._local = settings.workers.local if local_workers is None else local_workers
         self.handles: list[WorkerHandle] = []
@@ -84,8 +87,13 @@ class WorkerPool:
 
     async def start(self) -> None:
         ws = self.settings.workers
-        command = WorkerCommand(config=local_worker_config(self.settings, self._local_token), extra_args=ws.extra_args)
-        for n in range(self._local):
+        plans = plan_local_workers(self._local, ws.gpus, self.settings.inference.device)
+        for n, plan in enumerate(plans):
+            command = WorkerCommand(
+                config=local_worker_config(self.settings, self._local_token, device=plan.device),
+                extra_args=ws.extra_args,
+                env={"CUDA_VISIBLE_DEVICES": plan.gpu} if plan.gpu is not None else {},
+            )
             proc = SupervisedProcess(
                 f"local-{n}",
                 command,
@@ -94,7 +102,9 @@ class WorkerPool:
                 stop_timeout_s=ws.stop_timeout_s,
             )
             await proc.start()
-            handle = WorkerHandle(id=proc.worker_id, url=proc.url, local=True, token=self._local_token, process=proc)
+            handle = WorkerHandle(
+                id=proc.worker_id, url=proc.url, local=True, token=self._local_token, gpu=plan.gpu, process=proc
+            )
             self.handles.append(handle)
         for url in self.remote_urls():
             self.handles.append(WorkerHandle(id=url, url=url, local=False, token=ws.token))
@@ -218,12 +228,12 @@ def _without_address(message: str, url: str) -> str:
     return message.replace(url, "worker")
 
 
-def local_worker_config(settings: Settings, token: str) -> dict[str, Any]:
+def local_worker_config(settings: Settings, token: str, *, device: str | None = None) -> dict[str, Any]:
     """What a local worker gets of the gateway's configuration: the sections it shares with the worker, in the
     gateway's own shape (the worker reads that shape, see ``worker/settings.py``), so every model setting
     reaches it without a flag per key, plus the token this gateway calls it with."""
     return {
-        "inference": {"device": settings.inference.device},
+        "inference": {"device": device or settings.inference.device},
         "storage": {"models_dir": str(settings.storage.models_dir)},
         "models": settings.models.model_dump(mode="json"),
         "workers": {"token": token},

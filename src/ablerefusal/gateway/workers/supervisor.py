@@ -41,6 +41,7 @@ class WorkerCommand:
     config: dict[str, Any]
     extra_args: list[str] = field(default_factory=list)
     host: str = "127.0.0.1"
+    env: dict[str, str] = field(default_factory=dict)  # e.g. CUDA_VISIBLE_DEVICES pinning it to one GPU
 
     def argv(self, port: int) -> list[str]:
         return [
@@ -102,6 +103,7 @@ class SupervisedProcess:
         env["PYTHONUNBUFFERED"] = "1"
         # The token comes with the config on stdin; one in the environment would override it (env beats file).
         env.pop("ABLEREFUSAL_WORKER_TOKEN", None)
+        env.update(self.command.env)
         proc = await asyncio.create_subprocess_exec(
             *self.command.argv(self.port),
             stdin=asyncio.subprocess.PIPE,

@@ -199,7 +199,6 @@ def generate(
             if call.mode is not GenerationMode.txt2img or call.hires is not None:
                 from ablerefusal.worker.engine.modes import Stage, run_mode
 
-                seeds = [r.seed for r in rows]
                 images = run_mode(
                     Stage(
                         pipe=pipe,
@@ -209,7 +208,8 @@ def generate(
                         guidance=guidance,
                         generators=generators,
                         on_step_end=on_step_end,
-                        new_scheduler=lambda: build_scheduler(sampler, resident.scheduler_config, seeds),
+                        seeds=[r.seed for r in rows],
+                        new_scheduler=lambda seeds: build_scheduler(sampler, resident.scheduler_config, seeds),
                     )
                 )
             else:

@@ -39,7 +39,10 @@ class Stage:
     guidance: Any
     generators: list[torch.Generator]
     on_step_end: Callable[..., dict[str, Any]]
-    new_scheduler: Callable[[], Any]  # a fresh scheduler of the call's sampler (one per pass)
+    seeds: list[int]  # per row
+    # A fresh scheduler of the call's sampler for a pass over rows with these seeds (SDE samplers seed their
+    # Brownian noise per image, so a pass over some rows needs those rows' seeds).
+    new_scheduler: Callable[[list[int]], Any]
 
 
 def run_mode(stage: Stage) -> list[Image.Image]:
@@ -66,7 +69,7 @@ def _common(stage: Stage, steps: int) -> dict[str, Any]:
 def _img2img(stage: Stage, images: list[Any], strength: float, steps: int) -> list[Image.Image]:
     if int(steps * strength) == 0:
         return list(images)
-    pipe = derive(stage.pipe, Kind.img2img, stage.new_scheduler())
+    pipe = derive(stage.pipe, Kind.img2img, stage.new_scheduler(stage.seeds))
     return list(
         pipe(
             **_common(stage, steps),
@@ -82,7 +85,6 @@ def _inpaint(stage: Stage, inputs: list[ItemInputs]) -> list[Image.Image]:
     call = stage.call
     if int(call.steps * call.denoising_strength) == 0:
         return [i.original.copy() for i in inputs]
-    pipe = derive(stage.pipe, Kind.inpaint, stage.new_scheduler())
     width, height = inputs[0].original.size
     only_masked = call.inpaint_only_masked and call.mode is GenerationMode.inpaint
     # diffusers crops "only masked" around one PIL mask, so such a call runs one image at a time (each row
@@ -90,6 +92,7 @@ def _inpaint(stage: Stage, inputs: list[ItemInputs]) -> list[Image.Image]:
     groups = [range(r, r + 1) for r in range(len(inputs))] if only_masked else [range(len(inputs))]
     out: list[Image.Image] = []
     for rows in groups:
+        pipe = derive(stage.pipe, Kind.inpaint, stage.new_scheduler(stage.seeds[rows.start : rows.stop]))
         images, masks = [inputs[r].init for r in rows], [inputs[r].mask for r in rows]
         start: dict[str, Any] = {"image": images[0] if only_masked else images}
         if call.inpainting_fill in LATENT_FILLS:
