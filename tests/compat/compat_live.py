@@ -45,6 +45,7 @@ def gateway_proc(
         "--device", "cpu",
         "--models-dir", str(models_dir),
         "--output-dir", str(root / "outputs"),
+        "--input-dir", str(root / "inputs"),
         "--database-url", f"sqlite:///{root / 'jobs.db'}",
         *(["--api-key", api_key] if api_key else []),
     ]  # fmt: skip

@@ -44,6 +44,7 @@ class Gateway:
             "--host", "127.0.0.1", "--port", str(self.port),
             "--database-url", f"sqlite:///{self.root / 'jobs.db'}",
             "--output-dir", str(self.output_dir),
+            "--input-dir", str(self.root / "inputs"),
             "--models-dir", str(self.root / "models"),
             *self.extra,
         ]  # fmt: skip

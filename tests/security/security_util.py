@@ -45,6 +45,7 @@ def gateway_proc(root: Path, *extra: str, env: dict[str, str] | None = None) -> 
         "--no-local-worker",
         "--models-dir", str(root / "models"),
         "--output-dir", str(root / "outputs"),
+        "--input-dir", str(root / "inputs"),
         "--database-url", f"sqlite:///{root / 'jobs.db'}",
         *extra,
     ]  # fmt: skip

@@ -85,6 +85,7 @@ def serve(
     no_local_worker: Annotated[bool, typer.Option("--no-local-worker", help="Run no local worker.")] = False,
     database_url: Annotated[str | None, typer.Option(help="sqlite:///path or postgresql://… job store.")] = None,
     output_dir: Annotated[Path | None, typer.Option(help="Where images are written.")] = None,
+    input_dir: Annotated[Path | None, typer.Option(help="Where uploaded input images are kept.")] = None,
     models_dir: Annotated[Path | None, typer.Option(help="Where workers look for models.")] = None,
     insecure: Annotated[bool, typer.Option("--insecure", help="Allow a non-loopback bind without API keys.")] = False,
     api_key: Annotated[list[str] | None, typer.Option("--api-key", help="Accepted Bearer key (repeatable).")] = None,
@@ -121,6 +122,8 @@ def serve(
         overrides["storage"]["database_url"] = database_url
     if output_dir is not None:
         overrides["storage"]["output_dir"] = str(output_dir)
+    if input_dir is not None:
+        overrides["storage"]["input_dir"] = str(input_dir)
     if models_dir is not None:
         overrides["storage"]["models_dir"] = str(models_dir)
     if api_key:
