@@ -30,6 +30,7 @@ from ablerefusal.gateway.jobs import ClaimedJob, JobStore
 from ablerefusal.gateway.jobs.tables import jobs as jobs_table
 from ablerefusal.gateway.schemas import TERMINAL_STATUSES, GenerateRequest, Job, JobStatus
 from ablerefusal.gateway.settings import Settings
+from ablerefusal.gateway.storage.local import LocalObjectStore
 from ablerefusal.gateway.workers.client import WorkerClient, WorkerError, WorkerUnreachable
 from ablerefusal.protocol import (
     SEED_MAX,
@@ -101,7 +102,7 @@ class Rig:
         self.dispatcher = Dispatcher(
             self.store,
             settings,
-            self.output_dir,
+            LocalObjectStore(self.output_dir),
             self.hub,
             [self.handle],
             on_finished=self.finished.append,

@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
-from pathlib import Path
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -93,21 +91,15 @@ def test_deleting_a_job_touches_files_off_the_event_loop(
     store.add_result(job_id, 0, f"{job_id}/0.png", 7, {}, "", attempt=claim.attempt)
     store.complete(job_id, attempt=claim.attempt)
 
-    calls: list[tuple[str, bool]] = []
-    unlink, rmdir = Path.unlink, Path.rmdir
+    calls: list[bool] = []
+    outputs = client.app.state.service.outputs  # type: ignore[attr-defined]
+    delete_prefix = outputs.delete_prefix
 
-    def spy_unlink(self: Path, *args: Any, **kwargs: Any) -> None:
-        if job_id in str(self):
-            calls.append(("unlink", _on_event_loop()))
-        unlink(self, *args, **kwargs)
+    def spy(prefix: str) -> int:  # records where the real deletion runs, then runs it
+        calls.append(_on_event_loop())
+        return int(delete_prefix(prefix))
 
-    def spy_rmdir(self: Path) -> None:
-        if job_id in str(self):
-            calls.append(("rmdir", _on_event_loop()))
-        rmdir(self)
-
-    monkeypatch.setattr(Path, "unlink", spy_unlink)
-    monkeypatch.setattr(Path, "rmdir", spy_rmdir)
+    monkeypatch.setattr(outputs, "delete_prefix", spy)
     assert client.delete(f"/api/v1/generate/{job_id}").status_code == 204
-    assert calls == [("unlink", False), ("rmdir", False)]
+    assert calls == [False]
     assert not folder.exists()

@@ -17,6 +17,7 @@ from ablerefusal.gateway.metrics import GatewayMetrics
 from ablerefusal.gateway.schemas import Job
 from ablerefusal.gateway.services import GatewayService
 from ablerefusal.gateway.settings import Settings
+from ablerefusal.gateway.storage import make_object_store
 from ablerefusal.gateway.workers.pool import WorkerHandle, WorkerPool
 
 log = logging.getLogger(__name__)
@@ -29,17 +30,21 @@ class Runtime:
         self.store = JobStore(settings.storage.database_url, settings.queue)
         self.events = EventHub()
         self.pool = WorkerPool(settings)
+        # Images: local disk, or the bucket every gateway of a fleet shares.
+        self.outputs = make_object_store(settings.storage)
         self.dispatcher = Dispatcher(
             self.store,
             settings,
-            settings.storage.output_dir,
+            self.outputs,
             self.events,
             self.pool.ready_handles,
             on_finished=self._job_finished,
             on_worker_lost=self._worker_lost,
             worker_changes=self.pool.wait_changed,
         )
-        self.service = GatewayService(settings, self.store, self.pool, self.events, metrics, self.dispatcher)
+        self.service = GatewayService(
+            settings, self.store, self.pool, self.events, metrics, self.dispatcher, outputs=self.outputs
+        )
 
     def _worker_lost(self, worker: DispatchWorker, reason: str) -> None:
         # The dispatcher only ever runs calls on the pool's own handles.
@@ -51,7 +56,8 @@ class Runtime:
         log.info("job %s", job.status.value, extra={"job_id": job.id})
 
     async def start(self) -> None:
-        self.settings.storage.output_dir.mkdir(parents=True, exist_ok=True)
+        if self.settings.storage.backend == "local":
+            self.settings.storage.output_dir.mkdir(parents=True, exist_ok=True)
         await self.pool.start()
         # The dispatcher's start requeues the jobs a dead gateway left running, before any claim.
         await self.dispatcher.start()

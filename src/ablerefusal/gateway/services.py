@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import hashlib
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
-from pathlib import Path
 
 from ablerefusal.gateway.auth import OPEN, Principal
 from ablerefusal.gateway.dispatch import Dispatcher
@@ -33,6 +31,7 @@ from ablerefusal.gateway.schemas import (
     WorkerStatus,
 )
 from ablerefusal.gateway.settings import Settings
+from ablerefusal.gateway.storage import ObjectStore
 from ablerefusal.gateway.workers.pool import WorkerPool
 from ablerefusal.protocol import SamplerInfo
 from ablerefusal.samplers import SAMPLERS, SamplerError, resolve_sampler
@@ -59,16 +58,6 @@ def _without_addresses(worker: WorkerStatus, index: int) -> WorkerStatus:
     )
 
 
-def _delete_files(output_dir: Path, job_id: str, paths: list[str]) -> None:
-    root = output_dir.resolve()
-    for rel in paths:
-        target = (root / rel).resolve()
-        if target.is_relative_to(root):
-            target.unlink(missing_ok=True)
-    with contextlib.suppress(OSError):
-        (root / job_id).rmdir()  # only when empty: never remove what we did not write
-
-
 class GatewayService:
     """Job operations for every API surface (REST, A1111, OpenAI). Raises ``ApiException`` only."""
 
@@ -80,8 +69,11 @@ class GatewayService:
         events: EventHub,
         metrics: GatewayMetrics,
         dispatcher: Dispatcher,
+        *,
+        outputs: ObjectStore,
     ) -> None:
         self.settings = settings
+        self.outputs = outputs
         self.store = store
         self.pool = pool
         self.events = events
@@ -254,9 +246,10 @@ class GatewayService:
             raise ApiException(404, "not_found", str(exc)) from exc
         except JobNotFinished as exc:
             raise ApiException(409, "conflict", f"{exc}; cancel it first") from exc
-        # Files (and path resolution) off the event loop: a slow disk must not stall every other request.
-        await asyncio.to_thread(_delete_files, self.settings.storage.output_dir, job_id, paths)
-        log.info("job deleted with %d file(s)", len(paths), extra={"job_id": job_id})
+        # Off the event loop: a slow disk or the bucket must not stall every other request. The job's whole
+        # folder goes (images, thumbnails): its id is a fresh uuid, so nothing else is kept under it.
+        removed = await asyncio.to_thread(self.outputs.delete_prefix, job_id)
+        log.info("job deleted with %d result(s), %d file(s)", len(paths), removed, extra={"job_id": job_id})
 
     async def event_stream(self, job_id: str, *, principal: Principal = OPEN) -> AsyncIterator[dict[str, str]]:
         """SSE messages for one job; 404 before the stream starts for an unknown id (or another key's)."""

@@ -8,12 +8,11 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from ablerefusal.gateway.auth import PrincipalDep
-from ablerefusal.gateway.deps import ServiceDep, SettingsDep
+from ablerefusal.gateway.deps import ServiceDep
 from ablerefusal.gateway.gallery.models import DeleteResult, GalleryPage, ImageRef, JobSelection, ZipRequest
 from ablerefusal.gateway.gallery.service import Gallery
 from ablerefusal.gateway.gallery.thumbs import THUMB_TYPE
 from ablerefusal.gateway.schemas import ErrorEnvelope
-from ablerefusal.gateway.storage import make_object_store
 
 router = APIRouter(prefix="/gallery", tags=["gallery"])
 
@@ -22,11 +21,11 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorEnvelope} for code in codes}
 
 
-def get_gallery(request: Request, service: ServiceDep, settings: SettingsDep) -> Gallery:
-    # One per runtime: an S3 store holds a client and its connection pool.
+def get_gallery(request: Request, service: ServiceDep) -> Gallery:
+    # One per runtime: it bounds the thumbnails made at once.
     gallery: Gallery | None = getattr(request.app.state, "gallery", None)
     if gallery is None or gallery.service is not service:
-        gallery = Gallery(service, make_object_store(settings.storage))
+        gallery = Gallery(service, service.outputs)
         request.app.state.gallery = gallery
     return gallery
 

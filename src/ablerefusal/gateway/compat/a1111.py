@@ -7,7 +7,6 @@ import json
 import random
 import time
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -138,8 +137,7 @@ async def txt2img(body: Txt2ImgRequest, request: Request, service: ServiceDep) -
         reason = failed.error.message if failed.error else failed.status.value
         raise CompatError(500, "RuntimeError", f"job {failed.id} {failed.status.value}: {reason}")
     results = [result for job in finished for result in job.results]
-    output_dir: Path = request.app.state.settings.storage.output_dir
-    images = [await png_base64(output_dir, r.image_url) for r in results] if body.send_images else []
+    images = [await png_base64(service.outputs, r.image_url) for r in results] if body.send_images else []
     info = build_info(body, plan, results, run.started_at)
     return Txt2ImgResponse(
         images=images, parameters=body.model_dump(mode="json"), info=json.dumps(info, ensure_ascii=False)

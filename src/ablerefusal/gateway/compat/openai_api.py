@@ -3,7 +3,6 @@ one request is one job of ``n`` images, submitted and awaited through the servic
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -102,10 +101,10 @@ async def generate_images(body: ImagesRequest, request: Request, service: Servic
         code = "timeout" if job.status is JobStatus.timed_out else job.status.value
         raise CompatError(500, code, f"image generation {job.status.value}: {reason}")
     data: list[ImageData] = []
-    output_dir: Path = request.app.state.settings.storage.output_dir
     for result in job.results:
         if body.response_format == "b64_json":
-            data.append(ImageData(b64_json=await png_base64(output_dir, result.image_url), revised_prompt=body.prompt))
+            b64 = await png_base64(service.outputs, result.image_url)
+            data.append(ImageData(b64_json=b64, revised_prompt=body.prompt))
         else:
             data.append(ImageData(url=_base_url(request) + result.image_url, revised_prompt=body.prompt))
     return ImagesResponse(created=int(job.created_at.timestamp()), data=data)

@@ -10,11 +10,9 @@ import asyncio
 import base64
 import contextlib
 import logging
-import os
 import time
 import uuid
 from collections.abc import Coroutine
-from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
@@ -24,6 +22,7 @@ from ablerefusal.gateway.events import EventHub, JobImage, JobPreview, JobProgre
 from ablerefusal.gateway.jobs import ClaimedJob, JobStore
 from ablerefusal.gateway.schemas import TERMINAL_STATUSES, Job, JobError, JobResult, JobStatus
 from ablerefusal.gateway.settings import Settings
+from ablerefusal.gateway.storage import ObjectStore
 from ablerefusal.gateway.workers.client import WorkerClient, WorkerError, WorkerUnreachable, error_from_event
 from ablerefusal.protocol import (
     SEED_MAX,
@@ -61,7 +60,7 @@ class CallHost(Protocol):
     store: JobStore
     settings: Settings
     events: EventHub
-    output_dir: Path
+    outputs: ObjectStore
 
     def publish_final(self, job: Job) -> None: ...
 
@@ -77,19 +76,8 @@ def item_seeds(seed: int, batch_size: int) -> list[int]:
     return [(seed + i) % (SEED_MAX + 1) for i in range(batch_size)]
 
 
-def write_png_atomically(output_dir: Path, job_id: str, index: int, png: bytes) -> str:
-    """Write ``<output_dir>/<job_id>/<index>.png`` via temp file + rename (a retry overwrites, a reader
-    never sees half a file); returns the path relative to ``output_dir``."""
-    folder = output_dir / job_id
-    folder.mkdir(parents=True, exist_ok=True)
-    final = folder / f"{index}.png"
-    tmp = folder / f".{index}.png.{uuid.uuid4().hex}.tmp"
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(png)
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
+def output_key(job_id: str, index: int) -> str:
+    """Where image ``index`` of a job is stored; a retry writes the same key (it overwrites, never adds)."""
     return f"{job_id}/{index}.png"
 
 
@@ -339,8 +327,8 @@ class Call:
     def _save_image(self, event: ImageEvent, attempt: int) -> JobResult | None:
         # File first, then the row: a crash in between leaves a file a retry overwrites, never a result
         # without its file.
-        output_dir = self.host.output_dir
-        rel = write_png_atomically(output_dir, event.job_id, event.index, base64.b64decode(event.png_base64))
+        rel = output_key(event.job_id, event.index)
+        self.host.outputs.put(rel, base64.b64decode(event.png_base64), "image/png")
         result = self.store.add_result(
             event.job_id, event.index, rel, event.seed, event.metadata, event.infotext, attempt=attempt
         )
@@ -353,7 +341,7 @@ class Call:
         # A job taken over by another gateway may still write this very path, so only a final job's.
         job = self.store.get(job_id)
         if job.status in TERMINAL_STATUSES and all(r.index != index for r in job.results):
-            (self.host.output_dir / rel).unlink(missing_ok=True)
+            self.host.outputs.delete(rel)
 
     async def _on_error(self, event: ErrorEvent) -> None:
         exc = error_from_event(event)

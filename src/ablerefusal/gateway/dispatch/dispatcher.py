@@ -22,7 +22,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
-from pathlib import Path
 from typing import Any
 
 from ablerefusal.gateway.dispatch.call import Call
@@ -31,6 +30,7 @@ from ablerefusal.gateway.events import EventHub, QueueListener
 from ablerefusal.gateway.jobs import ClaimedJob, JobStore
 from ablerefusal.gateway.schemas import Job, JobStatus
 from ablerefusal.gateway.settings import Settings
+from ablerefusal.gateway.storage import ObjectStore
 
 log = logging.getLogger("ablerefusal.gateway.dispatch")
 
@@ -51,7 +51,7 @@ class Dispatcher:
         self,
         store: JobStore,
         settings: Settings,
-        output_dir: Path,
+        outputs: ObjectStore,
         events: EventHub,
         workers: Iterable[DispatchWorker] | Callable[[], Iterable[DispatchWorker]],
         *,
@@ -66,7 +66,7 @@ class Dispatcher:
         worker's readiness changed (the pool's ``wait_changed``), which wakes the dispatcher."""
         self.store = store
         self.settings = settings
-        self.output_dir = Path(output_dir)
+        self.outputs = outputs
         self.events = events
         self._workers = workers
         self._on_finished = on_finished
