@@ -417,6 +417,10 @@ def test_call_building_seeds_and_memory_options(tmp_path: Path) -> None:
     assert [i.seeds for i in call.items] == [[SEED_MAX - 1, SEED_MAX, 0], [4]]
     assert call.memory == MEMORY_SAVING and call.model == MODEL and not call.previews
     assert item_seeds(7, 2) == [7, 8]
+    # A job that asked for previews gets them before anyone subscribes (the studio's first job).
+    claims[1] = ClaimedJob(id="b", attempt=1, request=req(previews=True), deadline_at=0, memory_saving=False)
+    call = Call(rig.dispatcher, rig.handle, WorkerSlot("w0"), WorkerClient(rig.handle.url), claims).build(MODEL)
+    assert call.previews
     rig.store.close()
 
 

@@ -64,6 +64,11 @@ class GenerateRequest(BaseModel):
     timeout_s: float | None = Field(
         None, gt=0, description="Job deadline in seconds from submission; may only lower the configured default."
     )
+    previews: bool = Field(
+        False,
+        description="Make live preview images from the first step, for a client that will watch the job (the "
+        "studio). Otherwise previews are made only while an event-stream subscriber asks for them.",
+    )
 
 
 class JobResult(BaseModel):

@@ -794,6 +794,12 @@ export interface components {
              */
             negative_prompt: string;
             /**
+             * Previews
+             * @description Make live preview images from the first step, for a client that will watch the job (the studio). Otherwise previews are made only while an event-stream subscriber asks for them.
+             * @default false
+             */
+            previews: boolean;
+            /**
              * Priority
              * @description Higher runs first; FIFO within a priority.
              * @default 0
@@ -2837,6 +2843,13 @@ export interface operations {
                 content: {
                     "image/png": unknown;
                 };
+            };
+            /** @description With storage.backend s3: the object's presigned (or public_base_url) address. */
+            307: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Validation Error */
             422: {

@@ -11,7 +11,7 @@ const job: Job = {
   priority: 0,
   attempts: 0,
   created_at: "2024-01-01T00:00:00Z",
-  request: { prompt: "p", negative_prompt: "", width: 64, height: 64, steps: 2, cfg_scale: 7.5, sampler: "euler_a", seed: 1, batch_size: 1, priority: 0, model: null },
+  request: { prompt: "p", negative_prompt: "", width: 64, height: 64, steps: 2, cfg_scale: 7.5, sampler: "euler_a", seed: 1, batch_size: 1, priority: 0, model: null, previews: false },
   results: [],
 };
 

@@ -43,7 +43,7 @@ function jobFromUrl(): string | null {
 function requestOf(image: GalleryImage, current: FormParams): Job["request"] {
   const { prompt, negative_prompt, model, width, height, steps, sampler, cfg_scale, seed } = image;
   // An image is one of its batch: batch size and priority stay as the form has them.
-  return { prompt, negative_prompt, model, width, height, steps, sampler, cfg_scale, seed, batch_size: current.batch_size, priority: current.priority };
+  return { prompt, negative_prompt, model, width, height, steps, sampler, cfg_scale, seed, batch_size: current.batch_size, priority: current.priority, previews: true };
 }
 
 function loadParams(): FormParams {

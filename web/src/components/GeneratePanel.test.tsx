@@ -25,7 +25,7 @@ const job: Job = {
   attempts: 1,
   created_at: "2024-01-01T00:00:00Z",
   started_at: "2024-01-01T00:00:01Z",
-  request: { prompt: "a fox", negative_prompt: "", width: 64, height: 64, steps: 4, cfg_scale: 7, sampler: "euler_a", seed: 1, batch_size: 1, priority: 0, model: "tiny" },
+  request: { prompt: "a fox", negative_prompt: "", width: 64, height: 64, steps: 4, cfg_scale: 7, sampler: "euler_a", seed: 1, batch_size: 1, priority: 0, model: "tiny", previews: false },
   results: [],
 };
 

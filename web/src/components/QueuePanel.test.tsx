@@ -18,7 +18,7 @@ const queued: Job = {
   priority: 0,
   attempts: 0,
   created_at: "2024-01-01T00:00:00Z",
-  request: { prompt: "waiting in line", negative_prompt: "", width: 64, height: 64, steps: 2, cfg_scale: 7, sampler: "euler_a", seed: 1, batch_size: 1, priority: 0, model: "tiny" },
+  request: { prompt: "waiting in line", negative_prompt: "", width: 64, height: 64, steps: 2, cfg_scale: 7, sampler: "euler_a", seed: 1, batch_size: 1, priority: 0, model: "tiny", previews: false },
   results: [],
 };
 const counts = { queued: 0, running: 0, completed: 0, failed: 0, cancelled: 0, timed_out: 0 };

@@ -15,7 +15,7 @@ const job: Job = {
   priority: 0,
   attempts: 1,
   created_at: "2024-01-01T00:00:00Z",
-  request: { prompt: "a fox", negative_prompt: "", width: 64, height: 64, steps: 2, cfg_scale: 7, sampler: "euler_a", seed: 10, batch_size: 2, priority: 0, model: "tiny" },
+  request: { prompt: "a fox", negative_prompt: "", width: 64, height: 64, steps: 2, cfg_scale: 7, sampler: "euler_a", seed: 10, batch_size: 2, priority: 0, model: "tiny", previews: false },
   results: [
     { image_url: "/outputs/0123456789/0.png", seed: 10, index: 0, infotext: "a fox\nSteps: 2, Seed: 10" },
     { image_url: "/outputs/0123456789/1.png", seed: 11, index: 1, infotext: "a fox\nSteps: 2, Seed: 11" },

@@ -9,6 +9,9 @@ describe("toRequest", () => {
     expect(toRequest({ ...params, seedMode: "fixed" }, 7).seed).toBe(42);
     expect(toRequest({ ...params, seedMode: "last" }, 7).seed).toBe(7);
   });
+  it("asks for live previews, which the studio shows from the first step", () => {
+    expect(toRequest(params, null).previews).toBe(true);
+  });
   it("leaves the model to the server default when none is picked", () => {
     expect(toRequest(params, null).model).toBeNull();
     expect(toRequest({ ...params, model: "tiny" }, null).model).toBe("tiny");
@@ -16,7 +19,7 @@ describe("toRequest", () => {
 });
 
 describe("fromRequest", () => {
-  const request: GenerateRequest = { prompt: "castle", negative_prompt: "fog", width: 768, height: 512, steps: 3, cfg_scale: 5, sampler: "ddim", seed: 99, batch_size: 2, priority: 4, model: "m" };
+  const request: GenerateRequest = { prompt: "castle", negative_prompt: "fog", width: 768, height: 512, steps: 3, cfg_scale: 5, sampler: "ddim", seed: 99, batch_size: 2, priority: 4, model: "m", previews: false };
   it("reuse settings keeps the seed random; reuse seed fixes it", () => {
     const settings = fromRequest(DEFAULT_PARAMS, request, null);
     expect(settings).toMatchObject({ prompt: "castle", negative_prompt: "fog", width: 768, height: 512, steps: 3, sampler: "ddim", model: "m", seedMode: "random" });

@@ -55,6 +55,8 @@ export function toRequest(params: FormParams, lastSeed: number | null): Generate
     seed,
     batch_size: params.batch_size,
     priority: params.priority,
+    // The studio shows the live preview from the first step, even before its event stream is open.
+    previews: true,
   };
 }
 

@@ -134,7 +134,8 @@ class Call:
 
     def build(self, model: str) -> GenerateCall:
         head = self.jobs[0].request
-        watched = any(self.host.events.wants_previews(j.id) for j in self.jobs)
+        # A job that asked for previews gets them even when its watcher subscribes after the call started.
+        watched = any(j.request.previews or self.host.events.wants_previews(j.id) for j in self.jobs)
         return GenerateCall(
             call_id=self.call_id,
             model=model,
