@@ -557,3 +557,19 @@ def _lease_until(store: JobStore, job_id: str) -> float:
         value = conn.execute(sa.select(jobs_table.c.lease_until).where(jobs_table.c.id == job_id)).scalar_one()
     assert value is not None, f"job {job_id} holds no lease"
     return float(value)
+
+
+async def test_the_last_step_before_a_pause_reaches_the_store(rig_factory: Any, hold: Hold) -> None:
+    # Progress writes are throttled; a step that comes right after the call started and is followed by a long
+    # pause (here a hold) must still be written, or pollers and other gateways see step 0 for the whole pause.
+    rig = rig_factory()
+    job_id = rig.submit(req(prompt=hold.prompt(), steps=20))
+    await rig.dispatcher.start()
+    deadline = time.monotonic() + WAIT_S
+    while (job := await asyncio.to_thread(rig.store.get, job_id)).step < 1:
+        assert time.monotonic() < deadline, f"step 1 never reached the store: {job.status} {job.step}"
+        await asyncio.sleep(0.05)
+    assert job.status == JobStatus.running and job.step == 1
+    hold.release()
+    [done] = await rig.wait([job_id])
+    assert done.status == JobStatus.completed

@@ -115,6 +115,8 @@ class Call:
         self._lock = asyncio.Lock()
         self._slot_freed = False
         self._progress_write: asyncio.Future[set[str]] | None = None
+        self._pending_progress: tuple[int, int, dict[str, str]] | None = None  # the latest step not yet written
+        self._progress_timer: asyncio.TimerHandle | None = None
         # Images being written (file, then row) while the stream goes on; `done` waits for them.
         self._saves: list[asyncio.Future[None]] = []
         # The first store write waits PROGRESS_WRITE_S too: a job shorter than that needs none (this
@@ -275,16 +277,36 @@ class Call:
         # can be shorter than a database write. Subscribers of this gateway already have every step;
         # cancels requested here act at once (Dispatcher.cancel), those from other gateways via the
         # answer of this write or the watcher.
-        now = time.monotonic()
-        busy = self._progress_write is not None and not self._progress_write.done()
-        if busy or now - self._progress_written_at < PROGRESS_WRITE_S:
+        self._pending_progress = (event.step, event.total, previews)
+        self._write_progress()
+
+    def _write_progress(self) -> None:
+        """Write the latest progress now, or once PROGRESS_WRITE_S has passed since the last write: a step
+        skipped by the throttle is still written when no later step comes soon (a long step, a pause), so
+        other gateways and pollers never keep an old step for longer than that."""
+        if self._pending_progress is None:
             return
-        self._progress_written_at = now
-        write = asyncio.ensure_future(
-            asyncio.to_thread(self.store.record_progress, claims, event.step, event.total, previews)
-        )
+        claims = list(self.live.values())
+        if not claims:
+            self._pending_progress = None
+            return
+        wait = self._progress_written_at + PROGRESS_WRITE_S - time.monotonic()
+        if self._progress_write is not None and not self._progress_write.done():
+            wait = max(wait, PROGRESS_WRITE_S / 4)
+        if wait > 0:
+            if self._progress_timer is None:
+                self._progress_timer = asyncio.get_running_loop().call_later(wait, self._progress_due)
+            return
+        step, total, previews = self._pending_progress
+        self._pending_progress = None
+        self._progress_written_at = time.monotonic()
+        write = asyncio.ensure_future(asyncio.to_thread(self.store.record_progress, claims, step, total, previews))
         self._progress_write = write
         write.add_done_callback(self._after_progress_write)
+
+    def _progress_due(self) -> None:
+        self._progress_timer = None
+        self._write_progress()
 
     def _after_progress_write(self, write: asyncio.Future[set[str]]) -> None:
         if write.cancelled():

@@ -7,6 +7,7 @@ cache; the lock just keeps /v1/info's view consistent.
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import threading
 import time
@@ -19,6 +20,24 @@ import torch
 
 from ablerefusal.worker.engine.devices import DeviceInfo
 from ablerefusal.worker.engine.registry import ModelEntry
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        trim: Callable[[int], int] = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to hand back this way
+        return None
+    return trim
+
+
+_TRIM = _malloc_trim()
+
+
+def release_freed_heap() -> None:
+    """Give the heap freed by an evicted pipeline back to the OS. glibc keeps freed blocks in its arenas: without
+    this a worker that switches models kept growing, about 6 MiB per 100 reloads (benchmarks/soak.py)."""
+    if _TRIM is not None:
+        _TRIM(0)
 
 
 @dataclass
@@ -84,6 +103,7 @@ class PipelineCache:
             return
         del evicted  # the last references to those pipelines
         gc.collect()
+        release_freed_heap()
         if self.device.is_cuda:
             torch.cuda.empty_cache()
 
