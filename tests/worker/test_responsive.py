@@ -36,21 +36,27 @@ def _wait_for_reader(fifo: Path, timeout: float = 60.0) -> int:
             time.sleep(0.01)
 
 
-def _release(fifo: Path, writer: int, request: threading.Thread) -> None:
-    """Let the scan past the pipe: what it reads is no checkpoint. Whether the pickle sniff that follows opens
-    the pipe again while this writer is still open or after, it gets bytes and an end of file."""
-    os.write(writer, b"not a checkpoint")
-    os.close(writer)
-    while request.is_alive():
-        try:
-            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
-        except OSError as exc:
-            if exc.errno != errno.ENXIO:
-                raise
-            time.sleep(0.01)
-            continue
-        os.close(fd)
-        return
+class _EndOfFile(threading.Thread):
+    """Once released, every reader that opens the pipe gets its end of file at once, however many times the
+    scan opens it (header read, pickle sniff, hashing): a writer is opened and closed for each."""
+
+    def __init__(self, fifo: Path) -> None:
+        super().__init__(daemon=True)
+        self.fifo = fifo
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            try:
+                fd = os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK)
+            except FileNotFoundError:
+                return
+            except OSError as exc:
+                if exc.errno != errno.ENXIO:  # ENXIO: no reader right now
+                    raise
+                self.done.wait(0.01)
+                continue
+            os.close(fd)
 
 
 def _health_latencies(url: str, n: int) -> list[float]:
@@ -90,10 +96,17 @@ def test_health_answers_while_the_model_scan_blocks(tiny_sd15_single_file: Path,
         writer = _wait_for_reader(fifo)  # held: the worker's scan is blocked reading the pipe
         held = _health_latencies(proc.url, 5)
         assert thread.is_alive()  # still held while health answered
-        _release(fifo, writer, thread)
+        # Let the scan past the pipe: what it reads is no checkpoint.
+        os.write(writer, b"not a checkpoint")
+        os.close(writer)
+        feeder = _EndOfFile(fifo)
+        feeder.start()
         while thread.is_alive():  # the big checkpoints are being hashed now
             _health_latencies(proc.url, 1)
         thread.join()
+        fifo.unlink()  # later scans (and the worker's shutdown) never meet the pipe again
+        feeder.done.set()
+        feeder.join()
 
     assert min(held) < 0.1, held
     response = out["response"]
