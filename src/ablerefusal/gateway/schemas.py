@@ -20,8 +20,13 @@ from ablerefusal.protocol import (
     MIN_CFG,
     MIN_SIZE,
     SEED_MAX,
+    MAX_MASK_BLUR,
     SIZE_MULTIPLE,
+    HiresOptions,
+    InpaintingFill,
     ModelInfo,
+    OutpaintBorders,
+    ResizeMode,
 )
 
 
@@ -68,6 +73,42 @@ class GenerateRequest(BaseModel):
         False,
         description="Make live preview images from the first step, for a client that will watch the job (the "
         "studio). Otherwise previews are made only while an event-stream subscriber asks for them.",
+    )
+    # -- image inputs (issue 11): img2img, inpainting, outpainting, hires fix --------------------------
+    init_image: str | None = Field(
+        None,
+        description="Image to start from: an upload id (POST /api/v1/uploads), or the image inline as base64 or a "
+        "data: URL (stored as an upload before the job is accepted; the job then holds its id). Makes the job "
+        "image-to-image, or inpainting with `mask`, or outpainting with `outpaint`.",
+    )
+    denoising_strength: float = Field(
+        0.75, ge=0.0, le=1.0, description="How much of init_image is redrawn: 0 keeps it, 1 ignores it."
+    )
+    resize_mode: ResizeMode = Field(
+        ResizeMode.resize,
+        description="How init_image is fitted to width x height: resize (stretch), crop (fill and cut), fill "
+        "(fit and pad), as A1111's resize_mode 0/1/2.",
+    )
+    mask: str | None = Field(
+        None,
+        description="Inpainting mask, an upload id or inline image: white is repainted (an RGBA mask whose "
+        "transparent pixels mark the area, as OpenAI sends, works too). Needs init_image; resized to it.",
+    )
+    mask_blur: int = Field(4, ge=0, le=MAX_MASK_BLUR, description="Blur radius of the mask edge in pixels, 0–64.")
+    inpaint_only_masked: bool = Field(
+        False, description="Inpaint a crop around the mask at full resolution and paste it back (A1111 'only masked')."
+    )
+    inpaint_padding: int = Field(32, ge=0, le=MAX_SIZE, description="Pixels kept around the mask in that crop.")
+    inpainting_fill: InpaintingFill = Field(
+        InpaintingFill.original,
+        description="What the masked area starts from: original, latent_noise, latent_nothing or fill.",
+    )
+    mask_invert: bool = Field(False, description="Repaint the black part of the mask instead of the white.")
+    outpaint: OutpaintBorders | None = Field(
+        None, description="Grow the canvas by these pixels per side (multiples of 8) and inpaint the new border."
+    )
+    hires: HiresOptions | None = Field(
+        None, description="Hires fix for text-to-image: draw at width x height, upscale, refine (no init_image)."
     )
 
 

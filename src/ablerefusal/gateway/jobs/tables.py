@@ -65,6 +65,9 @@ jobs = Table(
     Column("memory_saving", Boolean, nullable=False, default=False),
     # Key id (auth.key_id) of the API key that submitted the job; null without keys. Listings filter on it.
     Column("owner", String(64), nullable=True),
+    # Hash of the parameters beyond the columns above that coalesced jobs must share (jobs/shape.py);
+    # "" for a plain text-to-image job.
+    Column("shape", String(64), nullable=False, default="", server_default=""),
     Index("ar_jobs_run_order", "status", "priority", "seq"),
     Index("ar_jobs_lease", "status", "lease_until"),
     Index("ar_jobs_owner", "owner", "seq"),
