@@ -101,11 +101,11 @@ def test_rows_with_fields_this_version_does_not_know_stay_readable(backend: dict
     store = JobStore(backend["url"], schema=backend["schema"])
     try:
         job = store.submit(req(prompt="from the future")).job
-        newer = {**job.request.model_dump(mode="json"), "init_image": "sha256:abc", "denoise": 0.5}
+        newer = {**job.request.model_dump(mode="json"), "style_preset": "ink", "denoise": 0.5}
         with store.engine.begin() as conn:
             conn.execute(update(tables.jobs).where(tables.jobs.c.id == job.id).values(request=newer))
         read = store.get(job.id)
-        assert read.request.prompt == "from the future" and "init_image" not in read.request.model_dump()
+        assert read.request.prompt == "from the future" and "style_preset" not in read.request.model_dump()
         [claimed] = store.claim("w0")
         assert claimed.id == job.id and claimed.request.prompt == "from the future"
     finally:
