@@ -77,7 +77,10 @@ def start_seaweed(root: Path, timeout_s: float = 90.0) -> Seaweed:
     args = [
         weed_binary(), "server", f"-dir={root}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
         f"-master.port={ports['master']}", f"-volume.port={ports['volume']}", f"-filer.port={ports['filer']}",
-        "-volume.max=0", "-s3", f"-s3.port={ports['s3']}", "-s3.port.iceberg=0", "-s3.port.lance=0",
+        # Small volumes: with the default 30 GiB ones, "auto" (-volume.max=0) leaves only a couple of volume
+        # slots on a test machine's disk, and writes fail with "no free volumes left" once they are taken.
+        "-volume.max=0", "-master.volumeSizeLimitMB=256",
+        "-s3", f"-s3.port={ports['s3']}", "-s3.port.iceberg=0", "-s3.port.lance=0",
         f"-s3.config={config}",
     ]  # fmt: skip
     with log_path.open("ab") as log:

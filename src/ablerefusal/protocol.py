@@ -144,6 +144,48 @@ class HiresOptions(_Wire):
     denoising_strength: float = Field(0.7, ge=0.0, le=1.0, description="Strength of the second pass.")
 
 
+MAX_CONTROLNET_UNITS = 4
+
+
+class ControlMode(StrEnum):
+    """sd-webui-controlnet's control modes: Balanced, "My prompt is more important" (soft weights, deeper
+    layers weaker), "ControlNet is more important" (soft weights, and no control on the unconditional pass)."""
+
+    balanced = "balanced"
+    prompt = "prompt"
+    controlnet = "controlnet"
+
+
+class ControlNetUnit(_Wire):
+    """One ControlNet unit of a call; its control image is per item (``GenerateItem.control_images``)."""
+
+    model: str = Field(..., min_length=1, description="ControlNet id from the worker's /v1/models?kind=controlnet.")
+    preprocessor: str = Field("none", min_length=1, description="Preprocessor id (see /v1/controlnet/preprocessors).")
+    weight: float = Field(1.0, ge=0.0, le=2.0, description="Conditioning scale; 0 leaves the image as without it.")
+    guidance_start: float = Field(0.0, ge=0.0, le=1.0, description="Fraction of the steps where control starts.")
+    guidance_end: float = Field(1.0, ge=0.0, le=1.0, description="Fraction of the steps where control ends.")
+    control_mode: ControlMode = Field(ControlMode.balanced, description="balanced, prompt or controlnet.")
+    resize_mode: ResizeMode = Field(ResizeMode.resize, description="How the control image is fitted to the call.")
+    processor_res: int = Field(512, ge=64, le=2048, description="Resolution the preprocessor works at.")
+    threshold_a: float | None = Field(None, description="Preprocessor parameter 1 (canny: low threshold).")
+    threshold_b: float | None = Field(None, description="Preprocessor parameter 2 (canny: high threshold).")
+    pixel_perfect: bool = Field(False, description="Preprocess at the call's size (A1111 Pixel Perfect).")
+
+
+MAX_LORAS = 8
+MIN_LORA_WEIGHT, MAX_LORA_WEIGHT = -4.0, 4.0
+MAX_CLIP_SKIP = 12
+
+
+class LoraRef(_Wire):
+    """One LoRA of a call: an id from the worker's ``/v1/models?kind=lora`` and its strength."""
+
+    name: str = Field(..., min_length=1, max_length=128, description="LoRA id (file name without suffix).")
+    weight: float = Field(
+        1.0, ge=MIN_LORA_WEIGHT, le=MAX_LORA_WEIGHT, description="Strength; 0 gives the pixels of no LoRA."
+    )
+
+
 class GenerateItem(_Wire):
     """One job's share of a generation call: its prompts and one seed per image."""
 
@@ -172,6 +214,11 @@ class GenerateItem(_Wire):
             "Inpainting mask (PNG, JPEG or WebP bytes, base64): white is repainted; an RGBA mask with transparency "
             "marks the transparent area instead. Resized to the init image when sizes differ."
         ),
+    )
+    control_images: list[str] = Field(
+        default_factory=list,
+        max_length=MAX_CONTROLNET_UNITS,
+        description="One control image (PNG, JPEG or WebP, base64) per unit of the call's controlnets, in order.",
     )
 
 
@@ -215,6 +262,25 @@ class GenerateCall(_Wire):
     mask_invert: bool = Field(False, description="Repaint the black part of the mask instead of the white.")
     outpaint: OutpaintBorders | None = Field(None, description="Borders to grow the canvas by (mode outpaint).")
     hires: HiresOptions | None = Field(None, description="Hires fix (mode txt2img only).")
+    controlnets: list[ControlNetUnit] = Field(
+        default_factory=list,
+        max_length=MAX_CONTROLNET_UNITS,
+        description="ControlNet units shared by every item (each item brings its own control images).",
+    )
+    loras: list[LoraRef] = Field(
+        default_factory=list,
+        max_length=MAX_LORAS,
+        description=(
+            "LoRAs for every item of the call; merged with each prompt's <lora:name:weight> tags (this field's "
+            "weight wins per name)."
+        ),
+    )
+    clip_skip: int | None = Field(
+        None, ge=1, le=MAX_CLIP_SKIP, description="A1111 clip skip: 1 (or None) uses the last text encoder layer."
+    )
+    vae: str | None = Field(
+        None, min_length=1, max_length=128, description="VAE id from /v1/models?kind=vae; None: the checkpoint's own."
+    )
 
 
 class CancelRequest(_Wire):
@@ -326,6 +392,9 @@ class ErrorResponse(_Answer):
 
 class ModelInfo(_Answer):
     id: str = Field(..., description="Stable, path-free model id.")
+    kind: str = Field(
+        "checkpoint", description="checkpoint, lora, embedding, controlnet, vae or upscaler (see MODEL_KINDS)."
+    )
     name: str = Field(..., description="Human-readable name.")
     family: ModelFamily
     format: ModelFormat
@@ -333,10 +402,16 @@ class ModelInfo(_Answer):
     loaded: bool = Field(False, description="Resident in the pipeline cache.")
     demo: bool = Field(False, description="Tiny random-weight model: its images are noise.")
     sha256: str | None = Field(None, description="Content hash of a single-file checkpoint, when known.")
+    legacy_hash: str | None = Field(
+        None, description="AUTOMATIC1111's old 8-hex model hash (sd-webui-controlnet lists 'name [hash]')."
+    )
     default_size: int = Field(512, description="Native resolution of the family (512 or 1024).")
     inpainting: bool = Field(
         False, description="A dedicated inpainting model (9-channel UNet): runs modes inpaint and outpaint only."
     )
+
+
+MODEL_KINDS = ("checkpoint", "lora", "embedding", "controlnet", "vae", "upscaler")
 
 
 class ModelList(_Answer):
@@ -371,3 +446,42 @@ class WorkerInfo(_Answer):
     quantize: str = Field("none", description="Weight quantization of the UNet and text encoders (none, int8wo, …).")
     modes: list[str] = Field(default_factory=list, description="Generation modes this worker runs (txt2img, …).")
     upscalers: list[str] = Field(default_factory=list, description="Upscalers the hires fix can use here.")
+
+
+class PreprocessorSlider(_Answer):
+    """A preprocessor parameter as sd-webui-controlnet's sliders describe it."""
+
+    name: str
+    min: float
+    max: float
+    value: float
+    step: float = 1.0
+
+
+class PreprocessorInfo(_Answer):
+    id: str = Field(..., description="Preprocessor id, as ControlNetUnit.preprocessor takes it.")
+    name: str = Field(..., description="Human-readable name.")
+    available: bool = Field(..., description="Runs on this worker now.")
+    reason: str | None = Field(None, description="Why it is not available (missing package or weights).")
+    threshold_a: PreprocessorSlider | None = Field(None, description="What threshold_a means here, with its range.")
+    threshold_b: PreprocessorSlider | None = Field(None, description="What threshold_b means here, with its range.")
+
+
+class PreprocessorList(_Answer):
+    preprocessors: list[PreprocessorInfo]
+
+
+class DetectRequest(_Wire):
+    """Body of ``POST /v1/controlnet/detect``: run one preprocessor on one image."""
+
+    preprocessor: str = Field("none", min_length=1, description="Preprocessor id.")
+    image: str = Field(..., min_length=1, description="The image (PNG, JPEG or WebP bytes, base64).")
+    processor_res: int = Field(512, ge=64, le=2048, description="Resolution the preprocessor works at.")
+    threshold_a: float | None = Field(None, description="Preprocessor parameter 1 (canny: low threshold).")
+    threshold_b: float | None = Field(None, description="Preprocessor parameter 2 (canny: high threshold).")
+
+
+class DetectResponse(_Answer):
+    image: str = Field(..., description="The preprocessed image, PNG bytes, base64.")
+    width: int = Field(..., description="Its width.")
+    height: int = Field(..., description="Its height.")

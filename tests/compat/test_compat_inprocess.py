@@ -57,13 +57,13 @@ def test_a1111_lists(open_client: TestClient) -> None:
     assert {"Euler a", "DPM++ 2M", "DPM++ 2M Karras"} <= {s["name"] for s in samplers}
     schedulers = open_client.get("/sdapi/v1/schedulers").json()
     assert [s["name"] for s in schedulers][:3] == ["automatic", "uniform", "karras"]
-    for path in (
-        "/sdapi/v1/sd-vae",
-        "/sdapi/v1/upscalers",
-        "/sdapi/v1/latent-upscale-modes",
-        "/sdapi/v1/sd-models",
-    ):
+    for path in ("/sdapi/v1/sd-vae", "/sdapi/v1/sd-models"):
         assert open_client.get(path).json() == []
+    # With no worker ready, the upscalers every worker has (issue 11), in A1111's two lists.
+    upscalers = open_client.get("/sdapi/v1/upscalers").json()
+    assert [u["name"] for u in upscalers] == ["None", "Lanczos", "Nearest"]
+    assert set(upscalers[0]) == {"name", "model_name", "model_path", "model_url", "scale"}
+    assert open_client.get("/sdapi/v1/latent-upscale-modes").json() == [{"name": "Latent"}]
     idle = open_client.get("/sdapi/v1/progress").json()
     assert idle["progress"] == 0 and idle["current_image"] is None and idle["state"]["job_count"] == 0
 

@@ -407,19 +407,21 @@ async def test_a_submit_on_another_gateway_wakes_the_dispatcher(tmp_path: Path, 
         elsewhere.close()
 
 
-def test_call_building_seeds_and_memory_options(tmp_path: Path) -> None:
+async def test_call_building_seeds_and_memory_options(tmp_path: Path) -> None:
     rig = Rig(tmp_path, "http://127.0.0.1:1")
     claims = [
         ClaimedJob(id="a", attempt=1, request=req(seed=SEED_MAX - 1, batch_size=3), deadline_at=0, memory_saving=False),
         ClaimedJob(id="b", attempt=2, request=req(prompt="b", seed=4), deadline_at=0, memory_saving=True),
     ]
-    call = Call(rig.dispatcher, rig.handle, WorkerSlot("w0"), WorkerClient(rig.handle.url), claims).build(MODEL)
+    call = await Call(rig.dispatcher, rig.handle, WorkerSlot("w0"), WorkerClient(rig.handle.url), claims).build(MODEL)
+    assert call is not None
     assert [i.seeds for i in call.items] == [[SEED_MAX - 1, SEED_MAX, 0], [4]]
     assert call.memory == MEMORY_SAVING and call.model == MODEL and not call.previews
     assert item_seeds(7, 2) == [7, 8]
     # A job that asked for previews gets them before anyone subscribes (the studio's first job).
     claims[1] = ClaimedJob(id="b", attempt=1, request=req(previews=True), deadline_at=0, memory_saving=False)
-    call = Call(rig.dispatcher, rig.handle, WorkerSlot("w0"), WorkerClient(rig.handle.url), claims).build(MODEL)
+    call = await Call(rig.dispatcher, rig.handle, WorkerSlot("w0"), WorkerClient(rig.handle.url), claims).build(MODEL)
+    assert call is not None
     assert call.previews
     rig.store.close()
 

@@ -43,3 +43,42 @@ def worker_client(tiny_models_dir: Path, worker_hold_dir: Path) -> Iterator[Test
 def worker_service(worker_client: TestClient) -> WorkerService:
     service: WorkerService = worker_client.app.state.service  # type: ignore[attr-defined]
     return service
+
+
+_MAKE_ADAPTERS = """
+import shutil, sys
+from pathlib import Path
+from ablerefusal.testing.tiny_adapters import make_tiny_adapters, make_tiny_lora
+src, dest = Path(sys.argv[1]), Path(sys.argv[2])
+for family in ("sd15", "sdxl"):
+    shutil.copytree(src / f"tiny-{family}", dest / f"tiny-{family}")
+    make_tiny_adapters(dest, family)
+    make_tiny_lora(dest, family, "kohya", name=f"tiny-{family}-second", seed=7)
+"""
+
+
+@pytest.fixture(scope="session")
+def adapter_models_dir(tiny_models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny diffusers models plus tiny adapters (testing/tiny_adapters.py): per family LoRAs
+    ``tiny-<family>-kohya``, ``-peft``, ``-second`` (kohya, other weights), embedding ``tiny-<family>-embedding``,
+    and VAE ``tiny-vae``. A copy, so the shared tiny models folder stays checkpoints only."""
+    import subprocess
+    import sys
+
+    dest = tmp_path_factory.mktemp("adapter-models")
+    subprocess.run(
+        [sys.executable, "-c", _MAKE_ADAPTERS, str(tiny_models_dir), str(dest)],
+        check=True,
+        timeout=600,
+        capture_output=True,
+    )
+    return dest
+
+
+@pytest.fixture(scope="session")
+def adapter_client(adapter_models_dir: Path) -> Iterator[TestClient]:
+    """A worker over ``adapter_models_dir`` (both tiny models resident)."""
+    settings = WorkerSettings(models_dir=adapter_models_dir, device="cpu", cache_size=2, worker_id="adapter-worker")
+    with TestClient(create_app(settings)) as client:
+        wait_ready(client)
+        yield client

@@ -3,6 +3,9 @@
 Progress comes from the job's Server-Sent Events (parsed by httpx-sse); if the stream breaks (a proxy that
 buffers, a gateway restart), the client falls back to polling the job, because the job itself is safe in the
 gateway's store.
+
+Input images (``--init-image``, ``--mask``) are uploaded first (``POST /api/v1/uploads``) and the job names
+them by the ids the gateway answered.
 """
 
 from __future__ import annotations
@@ -70,10 +73,43 @@ def _explain(resp: httpx.Response) -> str:
     return "\n".join(lines)
 
 
-def run_generate(url: str, body: dict[str, Any], out: Path, api_key: str | None) -> int:
+def _upload(client: httpx.Client, option: str, path: Path) -> str | None:
+    """Upload one input image; its id, or None after saying why it was refused."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        console.print(f"{option}: cannot read {path}: {exc.strerror or exc}", style="red", markup=False)
+        return None
+    resp = client.post("/api/v1/uploads", files={"file": (path.name, data)})
+    if resp.status_code >= 400:
+        console.print(f"{option} {path}: " + _explain(resp), style="red", markup=False)
+        return None
+    upload_id: str = resp.json()["id"]
+    return upload_id
+
+
+def _set_field(body: dict[str, Any], field: str, value: str) -> None:
+    """Set a dotted request field, e.g. ``controlnets.0.image``."""
+    *path, last = field.split(".")
+    target: Any = body
+    for part in path:
+        target = target[int(part)] if isinstance(target, list) else target[part]
+    target[last] = value
+
+
+def run_generate(
+    url: str, body: dict[str, Any], out: Path, api_key: str | None, images: dict[str, Path] | None = None
+) -> int:
+    """Submit ``body`` (after uploading ``images``: request field -> file), follow the job, save its images."""
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
         try:
+            for field, path in (images or {}).items():
+                option = "--controlnet" if field.startswith("controlnets.") else "--" + field.replace("_", "-")
+                upload_id = _upload(client, option, path)
+                if upload_id is None:
+                    return 1
+                _set_field(body, field, upload_id)
             resp = client.post("/api/v1/generate", json=body)
         except httpx.HTTPError as exc:
             console.print(f"[red]cannot reach the gateway at {url}: {exc}[/red]")

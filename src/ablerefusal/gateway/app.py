@@ -12,7 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from ablerefusal.gateway import outputs
 from ablerefusal.gateway.api import api_router
-from ablerefusal.gateway.compat import a1111_router, openai_router
+from ablerefusal.gateway.compat import a1111_router, controlnet_router, openai_router
 from ablerefusal.gateway.errors import install_error_handlers
 from ablerefusal.gateway.metrics import GatewayMetrics
 from ablerefusal.gateway.metrics_route import router as metrics_router
@@ -29,6 +29,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     await runtime.start()
     app.state.runtime = runtime
     app.state.service = runtime.service
+    # One upload service for the uploads API and the jobs that name its ids.
+    app.state.uploads = runtime.uploads
     try:
         yield
     finally:
@@ -62,6 +64,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(metrics_router)
     # Compatibility APIs carry their own prefixes, auth and error shapes.
     app.include_router(a1111_router)
+    app.include_router(controlnet_router)
     app.include_router(openai_router)
     mount_web_ui(app, server.web_dir, server.frame_ancestors)
     return app

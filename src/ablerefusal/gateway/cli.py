@@ -151,6 +151,43 @@ def generate(
     out: Annotated[Path, typer.Option("--out", help="Folder to save the images in.")] = Path("."),
     url: Annotated[str, typer.Option(help="Gateway base URL.", envvar="ABLEREFUSAL_URL")] = "http://127.0.0.1:8080",
     api_key: Annotated[str | None, typer.Option("--api-key", help="Bearer key.", envvar="ABLEREFUSAL_API_KEY")] = None,
+    init_image: Annotated[
+        Path | None, typer.Option("--init-image", help="Image to start from (img2img; uploaded first).")
+    ] = None,
+    strength: Annotated[
+        float | None, typer.Option("--strength", help="Denoising strength with --init-image: 0 keeps it, 1 redraws.")
+    ] = None,
+    resize_mode: Annotated[
+        str | None, typer.Option("--resize-mode", help="How --init-image fits the size: resize, crop or fill.")
+    ] = None,
+    mask: Annotated[
+        Path | None, typer.Option("--mask", help="Inpainting mask for --init-image (white is repainted).")
+    ] = None,
+    outpaint: Annotated[
+        str | None,
+        typer.Option("--outpaint", help="Grow --init-image by LEFT,RIGHT,TOP,BOTTOM pixels (multiples of 8)."),
+    ] = None,
+    hires: Annotated[float | None, typer.Option("--hires", help="Hires fix: upscale factor (text-to-image).")] = None,
+    hires_upscaler: Annotated[
+        str | None, typer.Option("--hires-upscaler", help="Hires upscaler: latent, lanczos, nearest or a model.")
+    ] = None,
+    hires_steps: Annotated[int | None, typer.Option("--hires-steps", help="Steps of the hires pass.")] = None,
+    hires_strength: Annotated[
+        float | None, typer.Option("--hires-strength", help="Denoising strength of the hires pass.")
+    ] = None,
+    lora: Annotated[
+        list[str] | None,
+        typer.Option("--lora", help="LoRA as NAME or NAME:WEIGHT (repeatable); <lora:NAME:WEIGHT> in prompts too."),
+    ] = None,
+    controlnet: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--controlnet",
+            help="ControlNet unit as MODEL:IMAGE[:PREPROCESSOR[:WEIGHT]] (repeatable; the image is uploaded first).",
+        ),
+    ] = None,
+    clip_skip: Annotated[int | None, typer.Option("--clip-skip", help="Clip skip, 1-12 (A1111's).")] = None,
+    vae: Annotated[str | None, typer.Option("--vae", help="VAE id (see /api/v1/models?kind=vae).")] = None,
 ) -> None:
     """Submit a job to a running gateway, show its progress, and save the images."""
     from ablerefusal.client.generate import run_generate
@@ -162,5 +199,61 @@ def generate(
     body.update({k: v for k, v in optional.items() if v is not None})
     if model is not None:
         body["model"] = model
-    code = run_generate(url.rstrip("/"), body, out, api_key)
+    body.update(_image_options(strength, resize_mode, outpaint, hires, hires_upscaler, hires_steps, hires_strength))
+    images = {name: path for name, path in (("init_image", init_image), ("mask", mask)) if path is not None}
+    body.update(_adapter_options(lora or [], controlnet or [], clip_skip, vae, images))
+    code = run_generate(url.rstrip("/"), body, out, api_key, images)
     raise typer.Exit(code)
+
+
+def _adapter_options(
+    loras: list[str], controlnets: list[str], clip_skip: int | None, vae: str | None, images: dict[str, Path]
+) -> dict[str, object]:
+    """Request fields of generate's adapter options; each ControlNet image joins ``images`` (uploaded first)."""
+    from ablerefusal.client.adapters import controlnet_fields, lora_fields
+
+    fields: dict[str, object] = {}
+    if loras:
+        fields["loras"] = lora_fields(loras)
+    if controlnets:
+        units, paths = controlnet_fields(controlnets)
+        fields["controlnets"] = units
+        images.update({f"controlnets.{i}.image": path for i, path in enumerate(paths)})
+    if clip_skip is not None:
+        fields["clip_skip"] = clip_skip
+    if vae is not None:
+        fields["vae"] = vae
+    return fields
+
+
+def _image_options(
+    strength: float | None,
+    resize_mode: str | None,
+    outpaint: str | None,
+    hires: float | None,
+    hires_upscaler: str | None,
+    hires_steps: int | None,
+    hires_strength: float | None,
+) -> dict[str, object]:
+    """Request fields of generate's image options; the gateway checks their values and combinations."""
+    fields: dict[str, object] = {}
+    if strength is not None:
+        fields["denoising_strength"] = strength
+    if resize_mode is not None:
+        fields["resize_mode"] = resize_mode
+    if outpaint is not None:
+        sides = outpaint.split(",")
+        if len(sides) != 4 or not all(side.strip().isdigit() for side in sides):
+            raise typer.BadParameter(
+                "give four pixel counts LEFT,RIGHT,TOP,BOTTOM, e.g. 0,128,0,0", param_hint="--outpaint"
+            )
+        fields["outpaint"] = dict(zip(("left", "right", "top", "bottom"), (int(s) for s in sides), strict=True))
+    hires_fields = {
+        "scale": hires,
+        "upscaler": hires_upscaler,
+        "steps": hires_steps,
+        "denoising_strength": hires_strength,
+    }
+    if any(value is not None for value in hires_fields.values()):
+        fields["hires"] = {k: v for k, v in hires_fields.items() if v is not None}
+    return fields

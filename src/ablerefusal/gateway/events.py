@@ -5,10 +5,14 @@ Publishing never waits: every subscriber has a bounded queue, and when a slow su
 its oldest *non-status* event is dropped (a later progress or preview supersedes it; status changes and
 images are what a client must not miss, and the store still has everything).
 
-Another gateway may run the job (several gateways on one PostgreSQL store): its events never reach this
-process's hub. ``follow_job`` covers both cases: it starts from the store's snapshot, streams hub events,
-and between them polls the store every ``poll_interval_s`` to synthesise events for changes the hub did not
-carry, ending after the terminal status. The SSE endpoint should iterate ``follow_job``, not the hub.
+Another gateway may run the job (several gateways on one PostgreSQL store). Its dispatcher's events reach
+this hub through the fleet bus (``fleet/bus.py``, LISTEN/NOTIFY): what a hub publishes goes to its ``relay``
+as well, and what the bus hears from other gateways comes in through ``deliver`` (progress, previews read
+from the store) and ``poke`` (status changes and images: followers re-read the job from the store now).
+``follow_job`` covers every case: it starts from the store's snapshot, streams hub events, and when poked,
+or after ``poll_interval_s`` without news (the bus may be down), reads the store to synthesise events for
+changes the hub did not carry, ending after the terminal status. The SSE endpoint should iterate
+``follow_job``, not the hub.
 
 ``QueueListener`` carries one signal across gateways: "a job can be claimed", PostgreSQL ``NOTIFY`` from the
 store's submits, which wakes idle dispatchers everywhere.
@@ -80,6 +84,7 @@ class Subscription:
         self._maxsize = maxsize
         self._items: deque[JobEvent] = deque()
         self._ready = asyncio.Event()
+        self._poked = False
 
     def _offer(self, event: JobEvent) -> None:
         if len(self._items) >= self._maxsize:
@@ -91,9 +96,17 @@ class Subscription:
         self._items.append(event)
         self._ready.set()
 
+    def _poke(self) -> None:
+        self._poked = True
+        self._ready.set()
+
     async def get(self, timeout: float | None = None) -> JobEvent | None:
-        """Next event, or None after ``timeout`` seconds without one."""
+        """Next event, or None after ``timeout`` seconds without one, or at once after a poke (the job
+        changed on another gateway: look at the store)."""
         while not self._items:
+            if self._poked:
+                self._poked = False
+                return None
             self._ready.clear()
             try:
                 # asyncio.timeout, not wait_for: 3.11's wait_for can swallow the SSE task's cancellation.
@@ -128,6 +141,8 @@ class EventHub:
     def __init__(self, maxsize: int = 256) -> None:
         self._maxsize = maxsize
         self._subs: dict[str, set[Subscription]] = {}
+        # Also handed every published event: the fleet bus, which tells the other gateways (NOTIFY).
+        self.relay: Callable[[JobEvent], None] | None = None
 
     def subscribe(self, job_id: str, *, previews: bool = True) -> Subscription:
         """``previews=False``: this subscriber does not need latent previews, so it does not make the
@@ -149,7 +164,25 @@ class EventHub:
     def wants_previews(self, job_id: str) -> bool:
         return any(sub.previews for sub in self._subs.get(job_id, ()))
 
+    def job_ids(self) -> list[str]:
+        """Jobs someone here follows."""
+        return list(self._subs)
+
     def publish(self, event: JobEvent) -> None:
+        """An event of a job this gateway runs: to every subscriber here, and to the relay (other gateways)."""
+        self.deliver(event)
+        if self.relay is not None:
+            try:
+                self.relay(event)
+            except Exception:
+                log.exception("event relay failed on a %s event of job %s", event.type, event.job_id)
+
+    def poke(self, job_id: str) -> None:
+        """The job changed elsewhere: its followers read it from the store now."""
+        for sub in list(self._subs.get(job_id, ())):
+            sub._poke()
+
+    def deliver(self, event: JobEvent) -> None:
         """Hand ``event`` to every subscriber of its job; never blocks, and one failing subscriber
         neither stops the others nor the publisher (the dispatcher, mid-call)."""
         for sub in list(self._subs.get(event.job_id, ())):

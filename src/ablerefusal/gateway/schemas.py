@@ -15,13 +15,19 @@ from pydantic import BaseModel, ConfigDict, Field
 from ablerefusal.protocol import (
     MAX_BATCH_SIZE,
     MAX_CFG,
+    MAX_CLIP_SKIP,
+    MAX_CONTROLNET_UNITS,
+    MAX_LORA_WEIGHT,
+    MAX_LORAS,
+    MAX_MASK_BLUR,
     MAX_SIZE,
     MAX_STEPS,
     MIN_CFG,
+    MIN_LORA_WEIGHT,
     MIN_SIZE,
     SEED_MAX,
-    MAX_MASK_BLUR,
     SIZE_MULTIPLE,
+    ControlMode,
     HiresOptions,
     InpaintingFill,
     ModelInfo,
@@ -40,6 +46,63 @@ class JobStatus(StrEnum):
 
 
 TERMINAL_STATUSES = frozenset({JobStatus.completed, JobStatus.failed, JobStatus.cancelled, JobStatus.timed_out})
+
+
+class LoraSpec(BaseModel):
+    """One LoRA applied to a job (call-wide on the worker: coalesced jobs share the LoRA set)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(
+        ..., min_length=1, max_length=128, description="LoRA id from GET /api/v1/models?kind=lora (never a path)."
+    )
+    weight: float = Field(
+        1.0, ge=MIN_LORA_WEIGHT, le=MAX_LORA_WEIGHT, description="Strength, -4 to 4; 0 gives the pixels of no LoRA."
+    )
+
+
+class ControlNetSpec(BaseModel):
+    """One ControlNet unit: a control image steering the composition through a ControlNet model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(
+        ..., min_length=1, max_length=128, description="ControlNet id from GET /api/v1/models?kind=controlnet."
+    )
+    image: str = Field(
+        ...,
+        min_length=1,
+        description="Control image: an upload id (POST /api/v1/uploads), or inline base64 / data: URL (stored as "
+        "an upload before the job is accepted; the job then holds its id).",
+    )
+    preprocessor: str = Field(
+        "none",
+        min_length=1,
+        description="Preprocessor id from GET /api/v1/controlnet/preprocessors run on the image first; none uses "
+        "the image as the control map.",
+    )
+    weight: float = Field(1.0, ge=0.0, le=2.0, description="Conditioning scale, 0–2; 0 gives the pixels of no unit.")
+    guidance_start: float = Field(0.0, ge=0.0, le=1.0, description="Fraction of the steps where the unit starts.")
+    guidance_end: float = Field(
+        1.0, ge=0.0, le=1.0, description="Fraction of the steps where it stops; not below guidance_start."
+    )
+    control_mode: ControlMode = Field(
+        ControlMode.balanced,
+        description="balanced, prompt (my prompt is more important) or controlnet (ControlNet is more important).",
+    )
+    resize_mode: ResizeMode = Field(
+        ResizeMode.resize, description="How the control image is fitted to the output size: resize, crop or fill."
+    )
+    processor_res: int = Field(512, ge=64, le=2048, description="Resolution the preprocessor works at, 64–2048.")
+    threshold_a: float | None = Field(
+        None, description="First preprocessor parameter (canny: low threshold); None: its default."
+    )
+    threshold_b: float | None = Field(
+        None, description="Second preprocessor parameter (canny: high threshold); None: its default."
+    )
+    pixel_perfect: bool = Field(
+        False, description="Let the preprocessor work at the output's resolution instead of processor_res."
+    )
 
 
 class GenerateRequest(BaseModel):
@@ -110,6 +173,28 @@ class GenerateRequest(BaseModel):
     hires: HiresOptions | None = Field(
         None, description="Hires fix for text-to-image: draw at width x height, upscale, refine (no init_image)."
     )
+    # -- adapters (issue 12): LoRA, clip skip, VAE, ControlNet -------------------------------------------
+    loras: list[LoraSpec] = Field(
+        default_factory=list,
+        max_length=MAX_LORAS,
+        description="LoRAs to apply with their weights. `<lora:name:weight>` tags in the prompt work too (a name "
+        "given in both places takes this field's weight); every name must be a LoRA of the model's family.",
+    )
+    clip_skip: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_CLIP_SKIP,
+        description="Text-encoder layers to skip from the end, 1–12 (A1111 'Clip skip'); 1 or null: the last layer.",
+    )
+    vae: str | None = Field(
+        None,
+        min_length=1,
+        max_length=128,
+        description="VAE id from GET /api/v1/models?kind=vae, of the model's family; null: the checkpoint's own.",
+    )
+    controlnets: list[ControlNetSpec] = Field(
+        default_factory=list, max_length=MAX_CONTROLNET_UNITS, description="ControlNet units, applied together."
+    )
 
 
 class JobResult(BaseModel):
@@ -123,6 +208,14 @@ class JobResult(BaseModel):
 class JobError(BaseModel):
     code: str = Field(..., description="Machine-readable error code (e.g. out_of_memory, internal, timeout).")
     message: str = Field(..., description="Human-readable explanation.")
+
+
+class JobInputs(BaseModel):
+    """Where a job's input images are served: the uploads its request names by id (``request.init_image`` and
+    ``request.mask`` hold the ids, also for images that were sent inline)."""
+
+    init_image: str | None = Field(None, description="URL of the init image (GET, PNG), e.g. /api/v1/uploads/<id>.")
+    mask: str | None = Field(None, description="URL of the inpainting mask (GET, PNG); null without a mask.")
 
 
 class Job(BaseModel):
@@ -141,7 +234,13 @@ class Job(BaseModel):
     finished_at: datetime | None = Field(None, description="When the job reached a terminal state.")
     deadline_at: datetime | None = Field(None, description="When the job times out.")
     worker_id: str | None = Field(None, description="Worker running or last running the job.")
-    request: GenerateRequest = Field(..., description="The validated parameters (seed resolved to the one used).")
+    request: GenerateRequest = Field(
+        ...,
+        description="The validated parameters (seed resolved to the one used; input images named by upload id).",
+    )
+    inputs: JobInputs | None = Field(
+        None, description="URLs of the job's input images (init image, mask); null for a text-to-image job."
+    )
     results: list[JobResult] = Field(default_factory=list, description="Finished images, in index order.")
     error: JobError | None = Field(None, description="Why the job failed, timed out or was cancelled.")
     preview: str | None = Field(
@@ -177,6 +276,17 @@ class QueueStatus(BaseModel):
     max_queue_length: int = Field(..., description="Submit answers 429 beyond this many queued jobs.")
 
 
+class ModelKind(StrEnum):
+    """Kinds of model files the workers list (GET /api/v1/models?kind=)."""
+
+    checkpoint = "checkpoint"
+    lora = "lora"
+    embedding = "embedding"
+    controlnet = "controlnet"
+    vae = "vae"
+    upscaler = "upscaler"
+
+
 class ModelsResponse(BaseModel):
     models: list[ModelInfo] = Field(..., description="Models available on the workers.")
     default: str | None = Field(None, description="Model used when a request names none.")
@@ -192,6 +302,11 @@ class WorkerStatus(BaseModel):
     gpu: str | None = Field(None, description="The GPU a local worker is pinned to (its CUDA_VISIBLE_DEVICES).")
     restarts: int = Field(0, description="Times a local worker was restarted after a crash.")
     last_error: str | None = Field(None, description="Last probe or spawn error.")
+    held_by: str | None = Field(
+        None,
+        description="A worker shared by the fleet (registered in the store): the id of the gateway whose lease lets "
+        "it send the worker calls (null: nobody holds it now; always null for a local worker).",
+    )
 
 
 class ReadyResponse(BaseModel):

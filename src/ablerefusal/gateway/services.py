@@ -13,6 +13,8 @@ import hashlib
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 
+from ablerefusal.gateway import job_inputs
+from ablerefusal.gateway.adapters import check_adapters
 from ablerefusal.gateway.auth import OPEN, Principal
 from ablerefusal.gateway.dispatch import Dispatcher
 from ablerefusal.gateway.dispatch import default_model as pick_default_model
@@ -25,6 +27,7 @@ from ablerefusal.gateway.schemas import (
     Job,
     JobPage,
     JobStatus,
+    ModelKind,
     ModelsResponse,
     QueueStatus,
     ReadyResponse,
@@ -32,6 +35,8 @@ from ablerefusal.gateway.schemas import (
 )
 from ablerefusal.gateway.settings import Settings
 from ablerefusal.gateway.storage import ObjectStore
+from ablerefusal.gateway.uploads import UploadService
+from ablerefusal.gateway.workers.catalog import ModelCatalog
 from ablerefusal.gateway.workers.pool import WorkerPool
 from ablerefusal.protocol import SamplerInfo
 from ablerefusal.samplers import SAMPLERS, SamplerError, resolve_sampler
@@ -71,11 +76,15 @@ class GatewayService:
         dispatcher: Dispatcher,
         *,
         outputs: ObjectStore,
+        uploads: UploadService,
     ) -> None:
         self.settings = settings
         self.outputs = outputs
+        self.uploads = uploads
         self.store = store
         self.pool = pool
+        # Listings of LoRAs, VAEs, ControlNets … of the ready workers (checkpoints come from the probes).
+        self.catalog = ModelCatalog(pool)
         self.events = events
         self.metrics = metrics
         self.dispatcher = dispatcher
@@ -89,6 +98,11 @@ class GatewayService:
 
     def samplers(self) -> list[SamplerInfo]:
         return _known_samplers(self.pool)
+
+    def upscalers(self) -> list[str]:
+        """Hires upscalers the ready workers announce, else the ones every worker has."""
+        announced = {u for h in self.pool.ready_handles() if h.info for u in h.info.upscalers}
+        return sorted(announced) if announced else list(job_inputs.BUILTIN_UPSCALERS)
 
     def validate(self, request: GenerateRequest) -> GenerateRequest:
         """Rules that depend on config or on the workers; returns the request to store."""
@@ -115,6 +129,7 @@ class GatewayService:
         default_timeout = self.settings.queue.default_timeout_s
         if request.timeout_s is not None and request.timeout_s > default_timeout:
             raise invalid("timeout_s", f"must be at most {default_timeout} (queue.default_timeout_s)")
+        job_inputs.check_modes(request, self.upscalers())
         return request.model_copy(update={"sampler": sampler, "model": model})
 
     # --- jobs ---------------------------------------------------------------------------------------------
@@ -122,11 +137,19 @@ class GatewayService:
     async def submit(
         self, request: GenerateRequest, idempotency_key: str | None = None, *, principal: Principal = OPEN
     ) -> Job:
-        """Validate and store; the job is durable before this returns. It belongs to ``principal``'s key."""
+        """Validate and store; the job is durable before this returns. It belongs to ``principal``'s key.
+
+        Inline input images (base64 or data: URLs, as the A1111 and OpenAI clients send them) are checked
+        with the rest, stored as uploads once everything passed, and the job row names them by upload id."""
         # Idempotency compares what the client sent: the defaults filled in below depend on which workers
-        # are ready, so an identical retry could otherwise look like another body.
+        # are ready, and inline images become upload ids, so an identical retry could otherwise look like
+        # another body.
         sent_hash = request_hash(request)
-        stored = self.validate(request)
+        validated = self.validate(request)
+        await check_adapters(validated, validated.model, self.catalog)
+        inputs = await job_inputs.resolve(validated, self.uploads)
+        await job_inputs.store(inputs, self.uploads)
+        stored = inputs.request
         client_key = idempotency_key
         if idempotency_key is not None and principal.owner is not None:
             # Keys are per client: another key's identical Idempotency-Key must not replay this one's job.
@@ -134,7 +157,12 @@ class GatewayService:
             idempotency_key = f"{principal.owner}:{digest}"
         try:
             submitted = await asyncio.to_thread(
-                self.store.submit, stored, idempotency_key=idempotency_key, body_hash=sent_hash, owner=principal.owner
+                self.store.submit,
+                stored,
+                idempotency_key=idempotency_key,
+                body_hash=sent_hash,
+                owner=principal.owner,
+                shape=inputs.shape,
             )
         except QueueFull as exc:
             self.metrics.rejected.labels(reason="queue_full").inc()
@@ -274,6 +302,12 @@ class GatewayService:
 
     def models(self) -> ModelsResponse:
         return ModelsResponse(models=self.pool.models(), default=self.default_model())
+
+    async def models_of_kind(self, kind: ModelKind, *, refresh: bool = False) -> ModelsResponse:
+        """Models of one kind on the ready workers; ``default`` is set for checkpoints only."""
+        if kind is ModelKind.checkpoint:
+            return self.models()
+        return ModelsResponse(models=await self.catalog.listing(kind, refresh=refresh), default=None)
 
     async def ready(self, *, show_workers: bool = True) -> ReadyResponse:
         """Readiness; without ``show_workers`` worker URLs and errors (internal addresses) are withheld."""

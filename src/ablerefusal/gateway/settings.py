@@ -176,7 +176,17 @@ class WorkersSettings(BaseModel):
         description="GPUs for local workers (CUDA_VISIBLE_DEVICES ids, e.g. ['0', '1', '3']); worker n is pinned to "
         "gpus[n % len]. Empty: with local 'auto', the GPUs found by nvidia-smi (or CUDA_VISIBLE_DEVICES).",
     )
-    urls: list[str] = Field(default_factory=list, description="Remote worker base URLs.")
+    urls: list[str] = Field(
+        default_factory=list,
+        description="Remote worker base URLs; recorded in the job store at start, where every gateway on the store "
+        "shares them (also POST /api/v1/workers).",
+    )
+    lease_s: float = Field(
+        10.0,
+        gt=0,
+        description="A remote worker's lease: the one gateway holding it sends it calls, renewing every third of "
+        "this; a dead gateway's workers pass to another once it lapses.",
+    )
     base_port: int = Field(8001, ge=1, le=65535, description="Port of the first local worker.")
     max_concurrent: int = Field(
         1,

@@ -20,12 +20,16 @@ from pydantic import BaseModel, Field, ValidationError
 
 from ablerefusal.protocol import (
     CancelRequest,
+    DetectRequest,
+    DetectResponse,
     ErrorDetail,
     ErrorResponse,
     GenerateCall,
     ModelList,
+    PreprocessorList,
     WorkerInfo,
 )
+from ablerefusal.worker.callers import ANONYMOUS, CALLER_HEADER, CallerLedger
 from ablerefusal.worker.engine.errors import EngineError, InvalidRequestError, UnauthorizedError
 from ablerefusal.worker.service import WorkerService, is_end
 
@@ -109,12 +113,19 @@ async def info(service: Service) -> WorkerInfo:
     return await asyncio.to_thread(service.info)
 
 
-@router.get("/models", response_model=ModelList)
-async def models(service: Service) -> ModelList:
-    return await asyncio.to_thread(service.models)
+@router.get("/models", response_model=ModelList, responses={400: {"model": ErrorResponse}})
+async def models(service: Service, kind: str = "checkpoint") -> Any:
+    """Checkpoints, or with ``?kind=lora|embedding|vae|controlnet`` the adapter files of that kind (the scan
+    hashes new files: in a thread)."""
+    try:
+        return await asyncio.to_thread(service.models, kind)
+    except EngineError as exc:
+        return error_response(exc)
 
 
-async def _stream(service: WorkerService, call_id: str, queue: Any) -> AsyncIterator[bytes]:
+async def _stream(
+    service: WorkerService, call_id: str, queue: Any, callers: CallerLedger, caller: str
+) -> AsyncIterator[bytes]:
     finished = False
     try:
         while True:
@@ -127,6 +138,7 @@ async def _stream(service: WorkerService, call_id: str, queue: Any) -> AsyncIter
         if not finished:  # the client went away: stop spending the device on images nobody will read
             with contextlib.suppress(EngineError):
                 service.cancel(call_id, None)
+        callers.leave(caller, call_id)
 
 
 @router.post(
@@ -140,13 +152,18 @@ async def _stream(service: WorkerService, call_id: str, queue: Any) -> AsyncIter
     },
 )
 async def generate(request: Request, service: Service) -> Any:
+    callers: CallerLedger = request.app.state.callers
+    caller = request.headers.get(CALLER_HEADER, ANONYMOUS)[:128]
+    callers.arrive(caller)
     try:
         call = await parse_body(request, GenerateCall)
         checked = await asyncio.to_thread(service.validate, call)  # may rescan the models folder
         call_id, queue = service.begin(call, checked)
     except EngineError as exc:
+        callers.refused(caller, str(exc.code))
         return error_response(exc)
-    return StreamingResponse(_stream(service, call_id, queue), media_type=NDJSON)
+    callers.enter(caller, call_id, [item.job_id for item in call.items])
+    return StreamingResponse(_stream(service, call_id, queue, callers, caller), media_type=NDJSON)
 
 
 @router.post(
@@ -161,3 +178,21 @@ async def cancel(call_id: str, request: Request, service: Service) -> Any:
     except EngineError as exc:
         return error_response(exc)
     return CancelResponse(call_id=call_id, job_id=body.job_id)
+
+
+@router.get("/controlnet/preprocessors", response_model=PreprocessorList)
+async def controlnet_preprocessors(service: Service) -> PreprocessorList:
+    return await asyncio.to_thread(service.preprocessors)  # imports controlnet-aux to see whether it works
+
+
+@router.post(
+    "/controlnet/detect",
+    response_model=DetectResponse,
+    responses={400: {"model": ErrorResponse}},
+)
+async def controlnet_detect(request: Request, service: Service) -> Any:
+    try:
+        body = await parse_body(request, DetectRequest)
+        return await asyncio.to_thread(service.detect, body)
+    except EngineError as exc:
+        return error_response(exc)

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 
 from ablerefusal.protocol import ErrorBody, ErrorCode, ErrorResponse
 from ablerefusal.worker.api import error_response, open_router, router
+from ablerefusal.worker.callers import CallerLedger
 from ablerefusal.worker.engine.errors import EngineError, UnauthorizedError
 from ablerefusal.worker.service import WorkerService
 from ablerefusal.worker.settings import WorkerSettings
@@ -29,6 +30,7 @@ def create_app(settings: WorkerSettings) -> FastAPI:
 
     app = FastAPI(title="AbleRefusal worker", version="1", lifespan=lifespan)
     app.state.service = service
+    app.state.callers = CallerLedger()
     app.include_router(open_router)
     app.include_router(router)
 

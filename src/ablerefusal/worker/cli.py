@@ -163,6 +163,19 @@ def make_tiny_cmd(
     inpainting: Annotated[
         bool, typer.Option("--inpainting", help="A dedicated inpainting model (9-channel UNet).")
     ] = False,
+    controlnet: Annotated[
+        bool,
+        typer.Option(
+            "--controlnet", help="Also write a matching tiny ControlNet into <dest>/controlnet/ (same --format)."
+        ),
+    ] = False,
+    adapters: Annotated[
+        bool,
+        typer.Option(
+            "--adapters",
+            help="Also write matching tiny LoRAs (kohya, PEFT), an embedding and a VAE (loras/, embeddings/, vae/).",
+        ),
+    ] = False,
 ) -> None:
     """Write a tiny random-weight model. Its images are NOISE: it exists to test the platform offline."""
     from ablerefusal.protocol import ModelFamily, ModelFormat
@@ -174,4 +187,13 @@ def make_tiny_cmd(
         raise typer.BadParameter("must be diffusers or single-file", param_hint="--format")
     path = make_tiny(dest, family, fmt, name=name, scale=scale, inpainting=inpainting)
     typer.echo(f"wrote {path}")
+    if controlnet:
+        from ablerefusal.testing.controlnet import make_tiny_controlnet
+
+        typer.echo(f"wrote {make_tiny_controlnet(dest, family, fmt, scale=scale)}")
+    if adapters:
+        from ablerefusal.testing.tiny_adapters import make_tiny_adapters
+
+        for written in make_tiny_adapters(dest, family, scale=scale):
+            typer.echo(f"wrote {written}")
     typer.echo("note: random weights — this model's images are noise; it exists to run the platform end to end.")

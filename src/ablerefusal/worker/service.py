@@ -21,6 +21,8 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from ablerefusal.protocol import (
+    DetectRequest,
+    DetectResponse,
     DoneEvent,
     ErrorCode,
     ErrorEvent,
@@ -30,11 +32,14 @@ from ablerefusal.protocol import (
     ImageEvent,
     ItemCancelledEvent,
     ModelList,
+    PreprocessorList,
     StartedEvent,
     Timings,
     WorkerInfo,
 )
 from ablerefusal.samplers import SAMPLER_IDS, SAMPLERS, Sampler, SamplerError, resolve_sampler, sampler_spec
+from ablerefusal.worker.engine.controlnet.models import ControlNetRegistry
+from ablerefusal.worker.engine.controlnet.units import check_units
 from ablerefusal.worker.engine.errors import (
     BusyError,
     CallCancelledError,
@@ -43,6 +48,8 @@ from ablerefusal.worker.engine.errors import (
     InvalidRequestError,
     NotReadyError,
 )
+from ablerefusal.worker.engine.kinds import AdapterKind, AdapterRegistry
+from ablerefusal.worker.engine.kinds.resolve import call_loras, resolve
 from ablerefusal.worker.engine.registry import ModelEntry, ModelRegistry
 from ablerefusal.worker.settings import WorkerSettings
 
@@ -64,6 +71,8 @@ LIBRARY_VERSIONS = {
 }
 
 _END = object()  # closes a call's event stream
+VAE_CACHE_SIZE = 2  # VAEs kept loaded beside the checkpoints' own
+CONTROLNET_CACHE_SIZE = 3  # loaded ControlNets kept (a few hundred MB each at full size in half precision)
 
 
 @dataclass
@@ -79,6 +88,10 @@ class WorkerService:
         self.settings = settings
         self.worker_id = settings.worker_id or f"{socket.gethostname()}:{settings.port}"
         self.registry = ModelRegistry(settings.models_dir, settings.hub_ids, settings.allow_pickle)
+        self.controlnets = ControlNetRegistry(settings.models_dir)
+        self.adapters = AdapterRegistry(settings.models_dir, settings.allow_pickle)
+        self.vae_cache: Any = None  # engine.adapters.vae.VaeCache once the device is known
+        self.controlnet_cache: Any = None  # engine.controlnet.pipeline.ControlNetCache once the device is known
         self.device: Any = None  # DeviceInfo once initialised (typed loosely: devices imports torch)
         self.cache: Any = None
         self.compiler: Any = None
@@ -93,6 +106,7 @@ class WorkerService:
     def start(self) -> None:
         """Scan models and initialise the device in the generation thread; /v1/ready turns on when done."""
         self.registry.scan()
+        self.controlnets.scan()
         self._gpu.submit(self._initialise)
 
     def _initialise(self) -> None:
@@ -114,6 +128,12 @@ class WorkerService:
                 ),
                 offload_idle=self.settings.offload_idle,
             )
+            from ablerefusal.worker.engine.controlnet.pipeline import ControlNetCache
+
+            self.controlnet_cache = ControlNetCache(CONTROLNET_CACHE_SIZE, self.device)
+            from ablerefusal.worker.engine.adapters.vae import VaeCache
+
+            self.vae_cache = VaeCache(VAE_CACHE_SIZE, self.device.device, self.device.dtype)
             for model_id in self.settings.preload:
                 self.cache.get(self.registry.get(model_id))
             if self.settings.compile:
@@ -154,7 +174,20 @@ class WorkerService:
         return self._device_lock.locked()
 
     # ---- reads -----------------------------------------------------------------------------------------
-    def models(self) -> ModelList:
+    def models(self, kind: str = "checkpoint") -> ModelList:
+        """What ``GET /v1/models?kind=`` lists: checkpoints (default), or adapter files of one kind."""
+        if kind == "controlnet":
+            return self.controlnet_models()
+        if kind != "checkpoint":
+            try:
+                adapter_kind = AdapterKind(kind)
+            except ValueError:
+                raise InvalidRequestError(
+                    f"kind: {kind!r} is not a model kind; use checkpoint, lora, embedding, vae or controlnet",
+                    field="kind",
+                    available=["checkpoint", *[k.value for k in AdapterKind], "controlnet"],
+                ) from None
+            return ModelList(models=self.adapters.infos(adapter_kind))
         entries = self.registry.refresh()
         loaded = set(self.cache.loaded_ids()) if self.cache else set()
         return ModelList(models=[e.info(e.id in loaded) for e in entries.values()])
@@ -216,6 +249,8 @@ class WorkerService:
         from ablerefusal.worker.engine.modes.inputs import check_call
 
         check_call(call)  # decodes the input images: off the event loop, like this whole method
+        check_units(call, entry.family, self.controlnets, self.settings.models_dir, self.settings.allow_pickle)
+        resolve(call, entry, self.adapters)  # LoRAs, VAE and embeddings exist and fit the model's family
         return entry, sampler
 
     def begin(
@@ -248,7 +283,9 @@ class WorkerService:
         timing = _Timing(received=time.perf_counter())
         # A warm compiled shape runs on the compile thread, which owns its CUDA graphs; the rest eagerly here.
         # Compiled UNets serve plain txt2img; other modes run eagerly on pipelines derived from the cached one.
-        plain = call.mode is GenerationMode.txt2img and call.hires is None
+        plain = call.mode is GenerationMode.txt2img and call.hires is None and not call.controlnets
+        # LoRA layers change the UNet's modules; a compiled UNet was captured without them.
+        plain = plain and not call_loras(call)
         unet = self.compiler.unet_for(entry.id, call) if self.compiler and plain else None
         try:
             if unet is not None:
@@ -312,7 +349,16 @@ class WorkerService:
                 cpu_offload=self.settings.cpu_offload,
             )
             images = generate(
-                resident, call, sampler, control, self.device, defaults, unet=unet, hold_dir=self.settings.test_hold_dir
+                resident,
+                call,
+                sampler,
+                control,
+                self.device,
+                defaults,
+                unet=unet,
+                hold_dir=self.settings.test_hold_dir,
+                controlnets=self._controlnet_inputs(call),
+                adapters=self._call_adapters(call, entry, resident),
             )
             timing.generate_s = time.perf_counter() - t0
         except CallCancelledError:
@@ -344,6 +390,63 @@ class WorkerService:
             control.emit(GeneratedEvent(call_id=control.call_id, generate_s=timing.generate_s))
             self._encoder.submit(self._encode, control, call, entry, sampler, images, timing)
 
+    def _call_adapters(self, call: GenerateCall, entry: ModelEntry, resident: Any) -> Any:
+        """The call's adapters with its VAE loaded (in the generation thread: the VAE cache is its own)."""
+        from ablerefusal.worker.engine.adapters import CallAdapters
+
+        found = resolve(call, entry, self.adapters)
+        vae = self.vae_cache.get(found.vae, resident.pipe.vae) if found.vae else None
+        return CallAdapters(
+            loras=found.loras, embeddings=found.embeddings, vae_entry=found.vae, vae=vae, clip_skip=call.clip_skip
+        )
+
+    def _controlnet_inputs(self, call: GenerateCall) -> Any:
+        """The call's ControlNets loaded (in the generation thread: the cache is its own), or None."""
+        if not call.controlnets:
+            return None
+        from ablerefusal.worker.engine.controlnet.pipeline import ControlNetInputs
+
+        models = [
+            self.controlnet_cache.get(self.controlnets.get(u.model, f"controlnets.{n}.model"))
+            for n, u in enumerate(call.controlnets)
+        ]
+        return ControlNetInputs(models=models, models_dir=self.settings.models_dir)
+
+    # ---- ControlNet preprocessors ----------------------------------------------------------------------
+    def preprocessors(self) -> PreprocessorList:
+        from ablerefusal.worker.engine.controlnet.preprocess import list_preprocessors
+
+        return PreprocessorList(
+            preprocessors=list_preprocessors(self.settings.models_dir, self.settings.allow_pickle)
+        )
+
+    def controlnet_models(self) -> ModelList:
+        entries = self.controlnets.scan()
+        loaded = set(self.controlnet_cache.loaded_ids()) if self.controlnet_cache else set()
+        return ModelList(models=[e.info(e.id in loaded) for e in entries.values()])
+
+    def detect(self, request: DetectRequest) -> DetectResponse:
+        """Run one preprocessor on one image (CPU work: off the event loop, not under the device lock; an
+        annotator that runs on the device shares it like /v1/info's memory figures do)."""
+        import io
+
+        from PIL import Image
+
+        from ablerefusal.worker.engine.controlnet.preprocess import check_preprocessor, run_preprocessor
+        from ablerefusal.worker.engine.controlnet.units import decode_control_image
+
+        models_dir = self.settings.models_dir
+        pre = check_preprocessor(request.preprocessor, models_dir, self.settings.allow_pickle, "preprocessor")
+        image = decode_control_image(request.image, "image")
+        detected = run_preprocessor(
+            pre, image, request.processor_res, request.threshold_a, request.threshold_b, self.settings.models_dir
+        )
+        buf = io.BytesIO()
+        Image.fromarray(detected).save(buf, format="PNG")
+        return DetectResponse(
+            image=base64.b64encode(buf.getvalue()).decode("ascii"), width=detected.shape[1], height=detected.shape[0]
+        )
+
     def _release_memory(self) -> None:
         import gc
 
@@ -356,11 +459,22 @@ class WorkerService:
     def _encode(
         self, control: Any, call: GenerateCall, entry: ModelEntry, sampler: Sampler, images: list[Any], timing: _Timing
     ) -> None:
+        from ablerefusal.worker.engine.controlnet.units import infotext_pairs as controlnet_infotext_pairs
+        from ablerefusal.worker.engine.controlnet.units import metadata as controlnet_metadata
         from ablerefusal.worker.engine.images import ImageParams, encode_png, infotext
+        from ablerefusal.worker.engine.kinds.infotext import (
+            adapter_hash_pairs,
+            adapter_metadata,
+            clip_skip_pairs,
+            vae_pairs,
+        )
         from ablerefusal.worker.engine.modes.infotext import infotext_pairs, metadata_fields
 
         t0 = time.perf_counter()
         try:
+            entries = [self.controlnets.get(u.model, f"controlnets.{n}.model") for n, u in enumerate(call.controlnets)]
+            controlnet_infotext = controlnet_infotext_pairs(call, entries)
+            used = resolve(call, entry, self.adapters)
             for generated in images:
                 row = generated.row
                 if control.cancelled.is_set():
@@ -383,7 +497,13 @@ class WorkerService:
                     model_name=entry.name.removesuffix(".safetensors"),
                     model_hash=entry.sha256,
                     version=f"ablerefusal {ablerefusal_version}",
-                    extra=tuple(infotext_pairs(call)),
+                    extra=(
+                        *vae_pairs(used),
+                        *infotext_pairs(call),
+                        *clip_skip_pairs(call),
+                        *controlnet_infotext,
+                        *adapter_hash_pairs(used, row.prompt, row.negative_prompt),
+                    ),
                 )
                 text = infotext(params)
                 metadata: dict[str, object] = {
@@ -405,6 +525,8 @@ class WorkerService:
                     "worker_id": self.worker_id,
                     "call_id": control.call_id,
                     **metadata_fields(call),
+                    **controlnet_metadata(call),
+                    **adapter_metadata(call, used, row.prompt, row.negative_prompt),
                 }
                 png = encode_png(generated.image, text, metadata, self.settings.png_compress_level)
                 control.emit(

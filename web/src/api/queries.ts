@@ -15,6 +15,7 @@ import {
   type JobStatus,
   type PngInfoAnswer,
   type ReadyResponse,
+  type Schemas,
 } from "./client";
 
 declare module "@tanstack/react-query" {
@@ -212,4 +213,33 @@ export function usePngInfo() {
     mutationFn: (imageBase64: string): Promise<PngInfoAnswer> =>
       call(() => unwrap(api.POST("/api/v1/png-info", { body: { image: imageBase64 } }))),
   });
+}
+
+export type Upload = Schemas["Upload"];
+
+/** Stores an input image in the gateway (POST /uploads, multipart field `file`); its id, size and URL. */
+export async function uploadImage(image: Blob, name = "image.png"): Promise<Upload> {
+  const form = new FormData();
+  form.append("file", image, name);
+  let response: Response;
+  try {
+    response = await fetch("/api/v1/uploads", { method: "POST", headers: authHeaders(), body: form });
+  } catch {
+    throw new ApiFailure("Cannot reach the gateway (network error).", null, "network");
+  }
+  const body: unknown = await response.json().catch(() => null);
+  if (!response.ok) throw failureFrom(response, body);
+  return body as Upload;
+}
+
+/** The bytes of an image the gateway serves (an output, an upload), fetched with the API key. */
+export async function fetchImage(url: string): Promise<Blob> {
+  let response: Response;
+  try {
+    response = await fetch(url, { headers: authHeaders() });
+  } catch {
+    throw new ApiFailure("Cannot reach the gateway (network error).", null, "network");
+  }
+  if (!response.ok) throw failureFrom(response, await response.json().catch(() => null));
+  return response.blob();
 }

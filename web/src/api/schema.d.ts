@@ -4,6 +4,40 @@
  */
 
 export interface paths {
+    "/api/v1/controlnet/detect": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Run a ControlNet preprocessor on an image and return its control map */
+        post: operations["run_detect_api_v1_controlnet_detect_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/controlnet/preprocessors": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** ControlNet preprocessors on the ready workers (none and canny always; others when installed) */
+        get: operations["list_preprocessors_api_v1_controlnet_preprocessors_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/gallery": {
         parameters: {
             query?: never;
@@ -183,7 +217,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Models available on the ready workers */
+        /** Models of one kind available on the ready workers */
         get: operations["list_models_api_v1_models_get"];
         put?: never;
         post?: never;
@@ -295,6 +329,109 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/workers": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Workers registered in the store, their leases and this gateway's probes */
+        get: operations["list_workers_api_v1_workers_get"];
+        put?: never;
+        /** Register a remote worker for every gateway on the store (200 when it was registered already) */
+        post: operations["register_worker_api_v1_workers_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/workers/{worker_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Remove a registered worker; the gateway driving it stops at its next lease round */
+        delete: operations["remove_worker_api_v1_workers__worker_id__delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/controlnet/detect": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Run a preprocessor on images (sd-webui-controlnet /controlnet/detect) */
+        post: operations["detect_controlnet_detect_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/controlnet/model_list": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** ControlNet models, as 'name [hash]' */
+        get: operations["model_list_controlnet_model_list_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/controlnet/module_list": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** ControlNet preprocessors (modules) the workers can run */
+        get: operations["module_list_controlnet_module_list_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/controlnet/version": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** sd-webui-controlnet API version */
+        get: operations["version_controlnet_version_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/metrics": {
         parameters: {
             query?: never;
@@ -329,6 +466,40 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/sdapi/v1/embeddings": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Textual-inversion embeddings: loaded (current checkpoint's family) or skipped */
+        get: operations["embeddings_sdapi_v1_embeddings_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/sdapi/v1/img2img": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Image to image and inpainting (A1111 img2img) */
+        post: operations["img2img_sdapi_v1_img2img_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/sdapi/v1/interrupt": {
         parameters: {
             query?: never;
@@ -353,8 +524,25 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Latent upscale modes (none) */
+        /** Latent upscale modes for hr_upscaler (Latent) */
         get: operations["latent_upscale_modes_sdapi_v1_latent_upscale_modes_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/sdapi/v1/loras": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** LoRAs on the workers, for <lora:name:weight> */
+        get: operations["loras_sdapi_v1_loras_get"];
         put?: never;
         post?: never;
         delete?: never;
@@ -373,7 +561,7 @@ export interface paths {
         /** Options; sd_model_checkpoint is the model txt2img uses by default */
         get: operations["get_options_sdapi_v1_options_get"];
         put?: never;
-        /** Set options; only sd_model_checkpoint has an effect */
+        /** Set options; sd_model_checkpoint, sd_vae and CLIP_stop_at_last_layers apply */
         post: operations["set_options_sdapi_v1_options_post"];
         delete?: never;
         options?: never;
@@ -409,6 +597,23 @@ export interface paths {
         get: operations["progress_sdapi_v1_progress_get"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/sdapi/v1/refresh-loras": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Read the workers' LoRA folders again */
+        post: operations["refresh_loras_sdapi_v1_refresh_loras_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -473,7 +678,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Separate VAEs (none: models use their own) */
+        /** Separate VAEs on the workers (sd_vae option values) */
         get: operations["sd_vae_sdapi_v1_sd_vae_get"];
         put?: never;
         post?: never;
@@ -509,7 +714,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Generate images (A1111 txt2img) */
+        /** Generate images (A1111 txt2img, hires fix included) */
         post: operations["txt2img_sdapi_v1_txt2img_post"];
         delete?: never;
         options?: never;
@@ -524,10 +729,27 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Upscalers (none) */
+        /** Pixel upscalers for hr_upscaler: None, Lanczos, Nearest and the workers' models */
         get: operations["upscalers_sdapi_v1_upscalers_get"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/images/edits": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Edit an image (OpenAI Images API): img2img, or inpainting where the mask is transparent */
+        post: operations["edit_image_v1_images_edits_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -545,6 +767,23 @@ export interface paths {
         put?: never;
         /** Generate images (OpenAI Images API) */
         post: operations["generate_images_v1_images_generations_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/images/variations": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Variations of an image (OpenAI Images API): image-to-image of the whole image */
+        post: operations["image_variations_v1_images_variations_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -612,6 +851,44 @@ export interface components {
              */
             message: string;
         };
+        /** Body_detect_controlnet_detect_post */
+        Body_detect_controlnet_detect_post: {
+            /**
+             * Controlnet Input Images
+             * @default []
+             */
+            controlnet_input_images: string[];
+            /**
+             * Controlnet Masks
+             * @default []
+             */
+            controlnet_masks: string[];
+            /**
+             * Controlnet Module
+             * @default none
+             */
+            controlnet_module: string;
+            /**
+             * Controlnet Processor Resolution
+             * @default -1
+             */
+            controlnet_processor_res: number;
+            /**
+             * Controlnet Threshold a
+             * @default -1
+             */
+            controlnet_threshold_a: number;
+            /**
+             * Controlnet Threshold b
+             * @default -1
+             */
+            controlnet_threshold_b: number;
+            /**
+             * Low vram
+             * @default false
+             */
+            low_vram: boolean;
+        };
         /** Body_upload_api_v1_uploads_post */
         Body_upload_api_v1_uploads_post: {
             /**
@@ -620,6 +897,85 @@ export interface components {
              */
             file: string;
         };
+        /**
+         * ControlMode
+         * @description sd-webui-controlnet's control modes: Balanced, "My prompt is more important" (soft weights, deeper
+         *     layers weaker), "ControlNet is more important" (soft weights, and no control on the unconditional pass).
+         * @enum {string}
+         */
+        ControlMode: "balanced" | "prompt" | "controlnet";
+        /**
+         * ControlNetSpec
+         * @description One ControlNet unit: a control image steering the composition through a ControlNet model.
+         */
+        ControlNetSpec: {
+            /**
+             * @description balanced, prompt (my prompt is more important) or controlnet (ControlNet is more important).
+             * @default balanced
+             */
+            control_mode: components["schemas"]["ControlMode"];
+            /**
+             * Guidance End
+             * @description Fraction of the steps where it stops; not below guidance_start.
+             * @default 1
+             */
+            guidance_end: number;
+            /**
+             * Guidance Start
+             * @description Fraction of the steps where the unit starts.
+             * @default 0
+             */
+            guidance_start: number;
+            /**
+             * Image
+             * @description Control image: an upload id (POST /api/v1/uploads), or inline base64 / data: URL (stored as an upload before the job is accepted; the job then holds its id).
+             */
+            image: string;
+            /**
+             * Model
+             * @description ControlNet id from GET /api/v1/models?kind=controlnet.
+             */
+            model: string;
+            /**
+             * Pixel Perfect
+             * @description Let the preprocessor work at the output's resolution instead of processor_res.
+             * @default false
+             */
+            pixel_perfect: boolean;
+            /**
+             * Preprocessor
+             * @description Preprocessor id from GET /api/v1/controlnet/preprocessors run on the image first; none uses the image as the control map.
+             * @default none
+             */
+            preprocessor: string;
+            /**
+             * Processor Res
+             * @description Resolution the preprocessor works at, 64–2048.
+             * @default 512
+             */
+            processor_res: number;
+            /**
+             * @description How the control image is fitted to the output size: resize, crop or fill.
+             * @default resize
+             */
+            resize_mode: components["schemas"]["ResizeMode"];
+            /**
+             * Threshold A
+             * @description First preprocessor parameter (canny: low threshold); None: its default.
+             */
+            threshold_a?: number | null;
+            /**
+             * Threshold B
+             * @description Second preprocessor parameter (canny: high threshold); None: its default.
+             */
+            threshold_b?: number | null;
+            /**
+             * Weight
+             * @description Conditioning scale, 0–2; 0 gives the pixels of no unit.
+             * @default 1
+             */
+            weight: number;
+        };
         /** DeleteResult */
         DeleteResult: {
             /**
@@ -627,6 +983,107 @@ export interface components {
              * @description Jobs removed with their images and thumbnails.
              */
             deleted: string[];
+        };
+        /** DetectBody */
+        DetectBody: {
+            /**
+             * Image
+             * @description Upload id from POST /api/v1/uploads, or the image inline (base64 or data: URL).
+             */
+            image: string;
+            /**
+             * Preprocessor
+             * @description Preprocessor id (see /controlnet/preprocessors).
+             * @default canny
+             */
+            preprocessor: string;
+            /**
+             * Processor Res
+             * @description Resolution the preprocessor works at (short side).
+             * @default 512
+             */
+            processor_res: number;
+            /**
+             * Store
+             * @description Also keep the control map as an upload (its id and URL are returned).
+             * @default false
+             */
+            store: boolean;
+            /**
+             * Threshold A
+             * @description Parameter 1 (canny: low threshold); None: the default.
+             */
+            threshold_a?: number | null;
+            /**
+             * Threshold B
+             * @description Parameter 2 (canny: high threshold); None: the default.
+             */
+            threshold_b?: number | null;
+        };
+        /** DetectResult */
+        DetectResult: {
+            /**
+             * Height
+             * @description Its height in pixels.
+             */
+            height: number;
+            /**
+             * Image
+             * @description The control map, PNG bytes, base64.
+             */
+            image: string;
+            /** @description The stored control map, when asked for with store. */
+            upload?: components["schemas"]["Upload"] | null;
+            /**
+             * Width
+             * @description Its width in pixels.
+             */
+            width: number;
+        };
+        /** EmbeddingItem */
+        EmbeddingItem: {
+            /**
+             * Sd Checkpoint
+             * @description Hash of the checkpoint it was trained on (null).
+             */
+            sd_checkpoint?: string | null;
+            /**
+             * Sd Checkpoint Name
+             * @description Name of that checkpoint (null).
+             */
+            sd_checkpoint_name?: string | null;
+            /**
+             * Shape
+             * @description Vector width (not listed by the workers: null).
+             */
+            shape?: number | null;
+            /**
+             * Step
+             * @description Training steps, when the file says (not read here: null).
+             */
+            step?: number | null;
+            /**
+             * Vectors
+             * @description Number of vectors (not listed by the workers: null).
+             */
+            vectors?: number | null;
+        };
+        /** EmbeddingsResponse */
+        EmbeddingsResponse: {
+            /**
+             * Loaded
+             * @description Embeddings usable with the current checkpoint.
+             */
+            loaded: {
+                [key: string]: components["schemas"]["EmbeddingItem"];
+            };
+            /**
+             * Skipped
+             * @description Embeddings of another family.
+             */
+            skipped: {
+                [key: string]: components["schemas"]["EmbeddingItem"];
+            };
         };
         /**
          * ErrorEnvelope
@@ -777,11 +1234,73 @@ export interface components {
              */
             cfg_scale: number;
             /**
+             * Clip Skip
+             * @description Text-encoder layers to skip from the end, 1–12 (A1111 'Clip skip'); 1 or null: the last layer.
+             */
+            clip_skip?: number | null;
+            /**
+             * Controlnets
+             * @description ControlNet units, applied together.
+             */
+            controlnets?: components["schemas"]["ControlNetSpec"][];
+            /**
+             * Denoising Strength
+             * @description How much of init_image is redrawn: 0 keeps it, 1 ignores it.
+             * @default 0.75
+             */
+            denoising_strength: number;
+            /**
              * Height
              * @description Height in pixels, 64–2048, multiple of 8.
              * @default 512
              */
             height: number;
+            /** @description Hires fix for text-to-image: draw at width x height, upscale, refine (no init_image). */
+            hires?: components["schemas"]["HiresOptions"] | null;
+            /**
+             * Init Image
+             * @description Image to start from: an upload id (POST /api/v1/uploads), or the image inline as base64 or a data: URL (stored as an upload before the job is accepted; the job then holds its id). Makes the job image-to-image, or inpainting with `mask`, or outpainting with `outpaint`.
+             */
+            init_image?: string | null;
+            /**
+             * Inpaint Only Masked
+             * @description Inpaint a crop around the mask at full resolution and paste it back (A1111 'only masked').
+             * @default false
+             */
+            inpaint_only_masked: boolean;
+            /**
+             * Inpaint Padding
+             * @description Pixels kept around the mask in that crop.
+             * @default 32
+             */
+            inpaint_padding: number;
+            /**
+             * @description What the masked area starts from: original, latent_noise, latent_nothing or fill.
+             * @default original
+             */
+            inpainting_fill: components["schemas"]["InpaintingFill"];
+            /**
+             * Loras
+             * @description LoRAs to apply with their weights. `<lora:name:weight>` tags in the prompt work too (a name given in both places takes this field's weight); every name must be a LoRA of the model's family.
+             */
+            loras?: components["schemas"]["LoraSpec"][];
+            /**
+             * Mask
+             * @description Inpainting mask, an upload id or inline image: white is repainted (an RGBA mask whose transparent pixels mark the area, as OpenAI sends, works too). Needs init_image; resized to it.
+             */
+            mask?: string | null;
+            /**
+             * Mask Blur
+             * @description Blur radius of the mask edge in pixels, 0–64.
+             * @default 4
+             */
+            mask_blur: number;
+            /**
+             * Mask Invert
+             * @description Repaint the black part of the mask instead of the white.
+             * @default false
+             */
+            mask_invert: boolean;
             /**
              * Model
              * @description Model id from /api/v1/models; the configured default if omitted.
@@ -793,6 +1312,8 @@ export interface components {
              * @default
              */
             negative_prompt: string;
+            /** @description Grow the canvas by these pixels per side (multiples of 8) and inpaint the new border. */
+            outpaint?: components["schemas"]["OutpaintBorders"] | null;
             /**
              * Previews
              * @description Make live preview images from the first step, for a client that will watch the job (the studio). Otherwise previews are made only while an event-stream subscriber asks for them.
@@ -810,6 +1331,11 @@ export interface components {
              * @description What to draw. Required, non-empty; length limited by config.
              */
             prompt: string;
+            /**
+             * @description How init_image is fitted to width x height: resize (stretch), crop (fill and cut), fill (fit and pad), as A1111's resize_mode 0/1/2.
+             * @default resize
+             */
+            resize_mode: components["schemas"]["ResizeMode"];
             /**
              * Sampler
              * @description Sampler id (e.g. euler_a, dpmpp_2m_karras) or its A1111 name.
@@ -834,6 +1360,11 @@ export interface components {
              */
             timeout_s?: number | null;
             /**
+             * Vae
+             * @description VAE id from GET /api/v1/models?kind=vae, of the model's family; null: the checkpoint's own.
+             */
+            vae?: string | null;
+            /**
              * Width
              * @description Width in pixels, 64–2048, multiple of 8.
              * @default 512
@@ -853,6 +1384,44 @@ export interface components {
              * @default ok
              */
             status: string;
+        };
+        /**
+         * HiresOptions
+         * @description Hires fix for txt2img: draw at the call's size, upscale, then refine with an image-to-image pass.
+         */
+        HiresOptions: {
+            /**
+             * Denoising Strength
+             * @description Strength of the second pass.
+             * @default 0.7
+             */
+            denoising_strength: number;
+            /**
+             * Height
+             * @description Final height (A1111 hr_resize_y).
+             */
+            height?: number | null;
+            /**
+             * Scale
+             * @description Upscale factor (A1111 hr_scale); width/height win when given.
+             */
+            scale?: number | null;
+            /**
+             * Steps
+             * @description Steps of the second pass (A1111 hr_second_pass_steps); None: the call's.
+             */
+            steps?: number | null;
+            /**
+             * Upscaler
+             * @description latent, lanczos or nearest (see /v1/info upscalers).
+             * @default latent
+             */
+            upscaler: string;
+            /**
+             * Width
+             * @description Final width (A1111 hr_resize_x).
+             */
+            width?: number | null;
         };
         /** ImageData */
         ImageData: {
@@ -996,6 +1565,199 @@ export interface components {
             data: components["schemas"]["ImageData"][];
         };
         /**
+         * Img2ImgRequest
+         * @description ``POST /sdapi/v1/img2img`` body (A1111's ``StableDiffusionProcessingImg2Img``).
+         */
+        Img2ImgRequest: {
+            /**
+             * Batch Size
+             * @description Images per iteration, 1-4.
+             * @default 1
+             */
+            batch_size: number;
+            /**
+             * Cfg Scale
+             * @description Classifier-free guidance scale, 1-30.
+             * @default 7
+             */
+            cfg_scale: number;
+            /**
+             * Denoising Strength
+             * @description How much is redrawn: 0 keeps the input.
+             * @default 0.75
+             */
+            denoising_strength: number;
+            /**
+             * Height
+             * @description Height in pixels, 64-2048, multiple of 8.
+             * @default 512
+             */
+            height: number;
+            /**
+             * Include Init Images
+             * @description Echo init_images and mask back in parameters (A1111 sets them to null otherwise).
+             * @default false
+             */
+            include_init_images: boolean;
+            /**
+             * Init Images
+             * @description Base64 images (data: URLs too). One is used for every image of a batch; several give one image each per iteration (at most batch_size of them), as A1111.
+             */
+            init_images: string[];
+            /**
+             * Inpaint Full Res
+             * @description 'Only masked': inpaint a crop around the mask at full resolution and paste it back.
+             * @default true
+             */
+            inpaint_full_res: boolean;
+            /**
+             * Inpaint Full Res Padding
+             * @description Pixels kept around the mask in that crop.
+             * @default 0
+             */
+            inpaint_full_res_padding: number;
+            /**
+             * Inpainting Fill
+             * @description Masked area starts from: 0 fill, 1 original, 2 latent noise, 3 latent nothing.
+             * @default 0
+             */
+            inpainting_fill: number;
+            /**
+             * Inpainting Mask Invert
+             * @description 1 repaints the black part of the mask instead.
+             * @default 0
+             */
+            inpainting_mask_invert: number;
+            /**
+             * Mask
+             * @description Base64 inpainting mask: white is repainted; an RGBA mask with transparency counts by its alpha (opaque repainted), as A1111. Resized to the init image.
+             */
+            mask?: string | null;
+            /**
+             * Mask Blur
+             * @description Mask blur in pixels (sets both mask_blur_x and mask_blur_y).
+             */
+            mask_blur?: number | null;
+            /**
+             * Mask Blur X
+             * @description Horizontal mask blur; must equal mask_blur_y.
+             * @default 4
+             */
+            mask_blur_x: number;
+            /**
+             * Mask Blur Y
+             * @description Vertical mask blur; must equal mask_blur_x.
+             * @default 4
+             */
+            mask_blur_y: number;
+            /**
+             * N Iter
+             * @description Iterations (one queued job each), 1-16.
+             * @default 1
+             */
+            n_iter: number;
+            /**
+             * Negative Prompt
+             * @description What to avoid.
+             * @default
+             */
+            negative_prompt: string;
+            /**
+             * Override Settings
+             * @description Per-request options; sd_model_checkpoint picks the model, others are ignored.
+             */
+            override_settings?: {
+                [key: string]: unknown;
+            } | null;
+            /**
+             * Override Settings Restore Afterwards
+             * @description Accepted; overrides here never change the saved options anyway.
+             * @default true
+             */
+            override_settings_restore_afterwards: boolean;
+            /**
+             * Prompt
+             * @description What to draw. Required and non-empty here (A1111 allows '').
+             */
+            prompt: string;
+            /**
+             * Resize Mode
+             * @description 0 just resize, 1 crop and resize, 2 resize and fill, 3 just resize (latent upscale): done as 0.
+             * @default 0
+             */
+            resize_mode: number;
+            /**
+             * Sampler Index
+             * @description Older spelling of sampler_name, used when it is absent.
+             */
+            sampler_index?: string | null;
+            /**
+             * Sampler Name
+             * @description A1111 sampler name ('Euler a', 'DPM++ 2M Karras') or our id; default Euler.
+             */
+            sampler_name?: string | null;
+            /**
+             * Save Images
+             * @description Accepted; images are always kept under /outputs with the job.
+             * @default false
+             */
+            save_images: boolean;
+            /**
+             * Scheduler
+             * @description A1111 1.9+ schedule (automatic, uniform, karras, exponential, sgm_uniform, …).
+             */
+            scheduler?: string | null;
+            /**
+             * Seed
+             * @description -1 picks a random seed; image i uses seed+i.
+             * @default -1
+             */
+            seed: number;
+            /**
+             * Send Images
+             * @description Put the images in the response.
+             * @default true
+             */
+            send_images: boolean;
+            /**
+             * Steps
+             * @description Denoising steps, 1-150.
+             * @default 50
+             */
+            steps: number;
+            /**
+             * Styles
+             * @description A1111 prompt styles: accepted, ignored.
+             */
+            styles?: string[];
+            /**
+             * Subseed
+             * @description Variation seed: reported in info, not used.
+             * @default -1
+             */
+            subseed: number;
+            /**
+             * Subseed Strength
+             * @description Variation strength: accepted, ignored.
+             * @default 0
+             */
+            subseed_strength: number;
+            /**
+             * Width
+             * @description Width in pixels, 64-2048, multiple of 8.
+             * @default 512
+             */
+            width: number;
+        } & {
+            [key: string]: unknown;
+        };
+        /**
+         * InpaintingFill
+         * @description What the masked area starts from, as A1111's inpainting_fill 0..3 (fill, original, noise, nothing).
+         * @enum {string}
+         */
+        InpaintingFill: "fill" | "original" | "latent_noise" | "latent_nothing";
+        /**
          * Job
          * @description A generation job as the API shows it.
          */
@@ -1029,6 +1791,8 @@ export interface components {
              * @description Job id (UUID).
              */
             id: string;
+            /** @description URLs of the job's input images (init image, mask); null for a text-to-image job. */
+            inputs?: components["schemas"]["JobInputs"] | null;
             /**
              * Preview
              * @description Deprecated, null in job reads: the latest preview is at preview_url, and each one comes as a `preview` event on /generate/{id}/events.
@@ -1056,7 +1820,7 @@ export interface components {
              * @description 1-based position among queued jobs; null when not queued.
              */
             queue_position?: number | null;
-            /** @description The validated parameters (seed resolved to the one used). */
+            /** @description The validated parameters (seed resolved to the one used; input images named by upload id). */
             request: components["schemas"]["GenerateRequest"];
             /**
              * Results
@@ -1100,6 +1864,23 @@ export interface components {
              * @description Human-readable explanation.
              */
             message: string;
+        };
+        /**
+         * JobInputs
+         * @description Where a job's input images are served: the uploads its request names by id (``request.init_image`` and
+         *     ``request.mask`` hold the ids, also for images that were sent inline).
+         */
+        JobInputs: {
+            /**
+             * Init Image
+             * @description URL of the init image (GET, PNG), e.g. /api/v1/uploads/<id>.
+             */
+            init_image?: string | null;
+            /**
+             * Mask
+             * @description URL of the inpainting mask (GET, PNG); null without a mask.
+             */
+            mask?: string | null;
         };
         /** JobPage */
         JobPage: {
@@ -1169,6 +1950,48 @@ export interface components {
          * @enum {string}
          */
         JobStatus: "queued" | "running" | "completed" | "failed" | "cancelled" | "timed_out";
+        /** LoraItem */
+        LoraItem: {
+            /**
+             * Alias
+             * @description The same id (A1111: the alias from the file's metadata).
+             */
+            alias: string;
+            /**
+             * Metadata
+             * @description Family, size and sha256 of the file.
+             */
+            metadata?: {
+                [key: string]: unknown;
+            };
+            /**
+             * Name
+             * @description LoRA id, as <lora:name:weight> takes it.
+             */
+            name: string;
+            /**
+             * Path
+             * @description The id again: paths are not disclosed.
+             */
+            path: string;
+        };
+        /**
+         * LoraSpec
+         * @description One LoRA applied to a job (call-wide on the worker: coalesced jobs share the LoRA set).
+         */
+        LoraSpec: {
+            /**
+             * Name
+             * @description LoRA id from GET /api/v1/models?kind=lora (never a path).
+             */
+            name: string;
+            /**
+             * Weight
+             * @description Strength, -4 to 4; 0 gives the pixels of no LoRA.
+             * @default 1
+             */
+            weight: number;
+        };
         /**
          * ModelFamily
          * @enum {string}
@@ -1207,6 +2030,17 @@ export interface components {
              */
             inpainting: boolean;
             /**
+             * Kind
+             * @description checkpoint, lora, embedding, controlnet, vae or upscaler (see MODEL_KINDS).
+             * @default checkpoint
+             */
+            kind: string;
+            /**
+             * Legacy Hash
+             * @description AUTOMATIC1111's old 8-hex model hash (sd-webui-controlnet lists 'name [hash]').
+             */
+            legacy_hash?: string | null;
+            /**
              * Loaded
              * @description Resident in the pipeline cache.
              * @default false
@@ -1228,6 +2062,12 @@ export interface components {
              */
             size_bytes?: number | null;
         };
+        /**
+         * ModelKind
+         * @description Kinds of model files the workers list (GET /api/v1/models?kind=).
+         * @enum {string}
+         */
+        ModelKind: "checkpoint" | "lora" | "embedding" | "controlnet" | "vae" | "upscaler";
         /** ModelsResponse */
         ModelsResponse: {
             /**
@@ -1243,7 +2083,7 @@ export interface components {
         };
         /**
          * NamedItem
-         * @description Shape of the entries of /sd-vae, /upscalers and /latent-upscale-modes (all empty here).
+         * @description Shape of the entries of /sd-vae (empty here) and /latent-upscale-modes.
          */
         NamedItem: {
             /**
@@ -1321,6 +2161,36 @@ export interface components {
              */
             object: "list";
         };
+        /**
+         * OutpaintBorders
+         * @description Pixels added on each side of the (fitted) init image; the new border is inpainted.
+         */
+        OutpaintBorders: {
+            /**
+             * Bottom
+             * @description Pixels added at the bottom.
+             * @default 0
+             */
+            bottom: number;
+            /**
+             * Left
+             * @description Pixels added on the left.
+             * @default 0
+             */
+            left: number;
+            /**
+             * Right
+             * @description Pixels added on the right.
+             * @default 0
+             */
+            right: number;
+            /**
+             * Top
+             * @description Pixels added at the top.
+             * @default 0
+             */
+            top: number;
+        };
         /** PngInfoAnswer */
         PngInfoAnswer: {
             /**
@@ -1386,6 +2256,60 @@ export interface components {
             parameters?: {
                 [key: string]: string;
             };
+        };
+        /** PreprocessorInfo */
+        PreprocessorInfo: {
+            /**
+             * Available
+             * @description Runs on this worker now.
+             */
+            available: boolean;
+            /**
+             * Id
+             * @description Preprocessor id, as ControlNetUnit.preprocessor takes it.
+             */
+            id: string;
+            /**
+             * Name
+             * @description Human-readable name.
+             */
+            name: string;
+            /**
+             * Reason
+             * @description Why it is not available (missing package or weights).
+             */
+            reason?: string | null;
+            /** @description What threshold_a means here, with its range. */
+            threshold_a?: components["schemas"]["PreprocessorSlider"] | null;
+            /** @description What threshold_b means here, with its range. */
+            threshold_b?: components["schemas"]["PreprocessorSlider"] | null;
+        };
+        /**
+         * PreprocessorSlider
+         * @description A preprocessor parameter as sd-webui-controlnet's sliders describe it.
+         */
+        PreprocessorSlider: {
+            /** Max */
+            max: number;
+            /** Min */
+            min: number;
+            /** Name */
+            name: string;
+            /**
+             * Step
+             * @default 1
+             */
+            step: number;
+            /** Value */
+            value: number;
+        };
+        /** PreprocessorsResponse */
+        PreprocessorsResponse: {
+            /**
+             * Preprocessors
+             * @description Every preprocessor a ready worker knows, with whether it runs there and why not.
+             */
+            preprocessors: components["schemas"]["PreprocessorInfo"][];
         };
         /** ProgressResponse */
         ProgressResponse: {
@@ -1545,6 +2469,12 @@ export interface components {
              */
             workers?: components["schemas"]["WorkerStatus"][];
         };
+        /**
+         * ResizeMode
+         * @description How an init image is fitted to the call's size, as A1111's resize_mode 0/1/2.
+         * @enum {string}
+         */
+        ResizeMode: "resize" | "crop" | "fill";
         /** SDModelItem */
         SDModelItem: {
             /**
@@ -1658,8 +2588,63 @@ export interface components {
             need_inner_model: boolean;
         };
         /**
+         * SharedWorker
+         * @description A registered worker, its lease and what this gateway's probes know of it.
+         */
+        SharedWorker: {
+            /**
+             * Added At
+             * Format: date-time
+             * @description When it was registered.
+             */
+            added_at: string;
+            /**
+             * Held By
+             * @description Gateway id whose lease lets it call the worker; null: nobody.
+             */
+            held_by?: string | null;
+            /**
+             * Id
+             * @description Registry id (use it to remove the worker).
+             */
+            id: string;
+            /**
+             * Lease Until
+             * @description When that lease lapses unless renewed.
+             */
+            lease_until?: string | null;
+            /**
+             * Source
+             * @description 'config' (a gateway's workers.urls / --worker-url) or 'api'.
+             */
+            source: string;
+            /** @description This gateway's probe of it; null until the first probe. */
+            status?: components["schemas"]["WorkerStatus"] | null;
+            /**
+             * Url
+             * @description Base URL of the worker.
+             */
+            url: string;
+        };
+        /**
+         * SharedWorkers
+         * @description Every worker registered in the store, as this gateway sees it.
+         */
+        SharedWorkers: {
+            /**
+             * Gateway Id
+             * @description This gateway's id (what held_by names when it drives a worker).
+             */
+            gateway_id: string;
+            /**
+             * Workers
+             * @description Registered workers, oldest first.
+             */
+            workers: components["schemas"]["SharedWorker"][];
+        };
+        /**
          * Txt2ImgRequest
-         * @description ``POST /sdapi/v1/txt2img`` body. Defaults are A1111's.
+         * @description ``POST /sdapi/v1/txt2img`` body (A1111's ``StableDiffusionProcessingTxt2Img``).
          */
         Txt2ImgRequest: {
             /**
@@ -1675,11 +2660,52 @@ export interface components {
              */
             cfg_scale: number;
             /**
+             * Denoising Strength
+             * @description Strength of the hires second pass (only with enable_hr).
+             * @default 0.75
+             */
+            denoising_strength: number;
+            /**
+             * Enable Hr
+             * @description Hires fix: draw at width x height, upscale, refine. hr_* need it.
+             * @default false
+             */
+            enable_hr: boolean;
+            /**
              * Height
              * @description Height in pixels, 64-2048, multiple of 8.
              * @default 512
              */
             height: number;
+            /**
+             * Hr Resize X
+             * @description Final width (multiple of 8); 0 derives it from the height or hr_scale.
+             * @default 0
+             */
+            hr_resize_x: number;
+            /**
+             * Hr Resize Y
+             * @description Final height (multiple of 8); 0 derives it from the width or hr_scale.
+             * @default 0
+             */
+            hr_resize_y: number;
+            /**
+             * Hr Scale
+             * @description Hires upscale factor (>1 to 4) when hr_resize_x and hr_resize_y are 0.
+             * @default 2
+             */
+            hr_scale: number;
+            /**
+             * Hr Second Pass Steps
+             * @description Steps of the second pass (0-150); 0 uses steps, as A1111.
+             * @default 0
+             */
+            hr_second_pass_steps: number;
+            /**
+             * Hr Upscaler
+             * @description A1111 upscaler name (GET /upscalers, /latent-upscale-modes: 'Latent', 'Lanczos', 'Nearest', 'None', or a worker's upscaler model) or our id; default Latent.
+             */
+            hr_upscaler?: string | null;
             /**
              * N Iter
              * @description Iterations (one queued job each), 1-16.
@@ -1821,6 +2847,50 @@ export interface components {
              */
             width: number;
         };
+        /**
+         * UpscalerItem
+         * @description An entry of /upscalers, in A1111's shape.
+         */
+        UpscalerItem: {
+            /**
+             * Model Name
+             * @description Upscaler model id; null for the PIL filters.
+             */
+            model_name?: string | null;
+            /**
+             * Model Path
+             * @description Always null: paths are not disclosed.
+             */
+            model_path?: string | null;
+            /**
+             * Model Url
+             * @description Always null.
+             */
+            model_url?: string | null;
+            /**
+             * Name
+             * @description Name to send as hr_upscaler.
+             */
+            name: string;
+            /**
+             * Scale
+             * @description The model's native factor when known (A1111 says 4 for filters).
+             */
+            scale?: number | null;
+        };
+        /** VaeItem */
+        VaeItem: {
+            /**
+             * Filename
+             * @description The id again: paths are not disclosed.
+             */
+            filename: string;
+            /**
+             * Model Name
+             * @description VAE id, as the sd_vae option takes it.
+             */
+            model_name: string;
+        };
         /** ValidationError */
         ValidationError: {
             /** Context */
@@ -1833,6 +2903,17 @@ export interface components {
             msg: string;
             /** Error Type */
             type: string;
+        };
+        /**
+         * WorkerRegistration
+         * @description A worker to share with every gateway on the store.
+         */
+        WorkerRegistration: {
+            /**
+             * Url
+             * @description Base URL of the worker's protocol v1 API, e.g. http://10.0.0.7:8001 (calls carry workers.token).
+             */
+            url: string;
         };
         /** WorkerStatus */
         WorkerStatus: {
@@ -1852,6 +2933,11 @@ export interface components {
              * @description The GPU a local worker is pinned to (its CUDA_VISIBLE_DEVICES).
              */
             gpu?: string | null;
+            /**
+             * Held By
+             * @description A worker shared by the fleet (registered in the store): the id of the gateway whose lease lets it send the worker calls (null: nobody holds it now; always null for a local worker).
+             */
+            held_by?: string | null;
             /**
              * Id
              * @description Worker id (its URL for remote workers).
@@ -1901,6 +2987,122 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    run_detect_api_v1_controlnet_detect_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["DetectBody"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DetectResult"];
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description Bad Gateway */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Service Unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    list_preprocessors_api_v1_controlnet_preprocessors_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PreprocessorsResponse"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Service Unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
     gallery_page_api_v1_gallery_get: {
         parameters: {
             query?: {
@@ -2549,7 +3751,10 @@ export interface operations {
     };
     list_models_api_v1_models_get: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description checkpoint (default), lora, embedding, controlnet, vae or upscaler. Each entry has its id (a file or folder name, never a path), family (sd15/sdxl), size and sha256. */
+                kind?: components["schemas"]["ModelKind"];
+            };
             header?: never;
             path?: never;
             cookie?: never;
@@ -2563,6 +3768,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ModelsResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
                 };
             };
         };
@@ -2806,6 +4020,225 @@ export interface operations {
             };
         };
     };
+    list_workers_api_v1_workers_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SharedWorkers"];
+                };
+            };
+        };
+    };
+    register_worker_api_v1_workers_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["WorkerRegistration"];
+            };
+        };
+        responses: {
+            /** @description Already registered; unchanged. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SharedWorker"];
+                };
+            };
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SharedWorker"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    remove_worker_api_v1_workers__worker_id__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                worker_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SharedWorker"];
+                };
+            };
+            /** @description No registered worker has this id. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    detect_controlnet_detect_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["Body_detect_controlnet_detect_post"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    model_list_controlnet_model_list_get: {
+        parameters: {
+            query?: {
+                /** @description Read the workers again. */
+                update?: boolean;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    module_list_controlnet_module_list_get: {
+        parameters: {
+            query?: {
+                /** @description Display names (same as the names here). */
+                alias_names?: boolean;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    version_controlnet_version_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        [key: string]: number;
+                    };
+                };
+            };
+        };
+    };
     metrics_metrics_get: {
         parameters: {
             query?: never;
@@ -2862,6 +4295,59 @@ export interface operations {
             };
         };
     };
+    embeddings_sdapi_v1_embeddings_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EmbeddingsResponse"];
+                };
+            };
+        };
+    };
+    img2img_sdapi_v1_img2img_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["Img2ImgRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Txt2ImgResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
     interrupt_sdapi_v1_interrupt_post: {
         parameters: {
             query?: never;
@@ -2898,6 +4384,26 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["NamedItem"][];
+                };
+            };
+        };
+    };
+    loras_sdapi_v1_loras_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LoraItem"][];
                 };
             };
         };
@@ -3024,6 +4530,26 @@ export interface operations {
             };
         };
     };
+    refresh_loras_sdapi_v1_refresh_loras_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+        };
+    };
     samplers_sdapi_v1_samplers_get: {
         parameters: {
             query?: never;
@@ -3099,7 +4625,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["NamedItem"][];
+                    "application/json": components["schemas"]["VaeItem"][];
                 };
             };
         };
@@ -3172,7 +4698,173 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["NamedItem"][];
+                    "application/json": components["schemas"]["UpscalerItem"][];
+                };
+            };
+        };
+    };
+    edit_image_v1_images_edits_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "multipart/form-data": {
+                    /**
+                     * Background
+                     * @description Accepted, ignored.
+                     */
+                    background?: ("transparent" | "opaque" | "auto") | null;
+                    /**
+                     * Cfg Scale
+                     * @description Extension: guidance scale, 1-30.
+                     */
+                    cfg_scale?: number | null;
+                    /**
+                     * Denoising Strength
+                     * @description Extension: how much of the image is redrawn, 0-1 (defaults above).
+                     */
+                    denoising_strength?: number | null;
+                    /**
+                     * Format: binary
+                     * @description The image (PNG, JPEG or WebP; `image[]` is accepted too, one image).
+                     */
+                    image: string;
+                    /**
+                     * Input Fidelity
+                     * @description Accepted, ignored.
+                     */
+                    input_fidelity?: ("high" | "low") | null;
+                    /**
+                     * Format: binary
+                     * @description Optional PNG whose fully transparent pixels mark the area to edit; same size as image.
+                     */
+                    mask?: string;
+                    /**
+                     * Mask Blur
+                     * @description Extension: blur of the mask edge in pixels (default 4).
+                     */
+                    mask_blur?: number | null;
+                    /**
+                     * Model
+                     * @description Our model id (GET /v1/models); the default model if omitted.
+                     */
+                    model?: string | null;
+                    /**
+                     * N
+                     * @description Images to make, 1-4 (one job).
+                     * @default 1
+                     */
+                    n?: number;
+                    /**
+                     * Negative Prompt
+                     * @description Extension: what to avoid.
+                     */
+                    negative_prompt?: string | null;
+                    /**
+                     * Output Compression
+                     * @description Accepted, ignored (images are PNG).
+                     */
+                    output_compression?: number | null;
+                    /**
+                     * Output Format
+                     * @description Only png is produced.
+                     */
+                    output_format?: "png" | null;
+                    /**
+                     * Prompt
+                     * @description What the edited image shows. Required, non-empty.
+                     */
+                    prompt: string;
+                    /**
+                     * Quality
+                     * @description OpenAI's values: ignored.
+                     */
+                    quality?: ("auto" | "standard" | "hd" | "low" | "medium" | "high") | null;
+                    /**
+                     * Response Format
+                     * @description url: absolute link into /outputs; b64_json: the PNG inline.
+                     * @default url
+                     * @enum {string}
+                     */
+                    response_format?: "url" | "b64_json";
+                    /**
+                     * Safety Identifier
+                     * @description Accepted, ignored.
+                     */
+                    safety_identifier?: string | null;
+                    /**
+                     * Sampler
+                     * @description Extension: sampler id or A1111 name (default euler_a).
+                     */
+                    sampler?: string | null;
+                    /**
+                     * Seed
+                     * @description Extension: -1 random; image i uses seed+i.
+                     * @default -1
+                     */
+                    seed?: number;
+                    /**
+                     * Size
+                     * @description 'WxH', each 64-2048 and a multiple of 8, or 'auto'; default: the input image's size (rounded down to multiples of 8, scaled into 64-2048).
+                     */
+                    size?: string | null;
+                    /**
+                     * Steps
+                     * @description Extension: denoising steps, 1-150 (default 20).
+                     */
+                    steps?: number | null;
+                    /**
+                     * Stream
+                     * @description Streaming is not offered: only false.
+                     */
+                    stream?: boolean | null;
+                    /**
+                     * User
+                     * @description Accepted, ignored.
+                     */
+                    user?: string | null;
+                };
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ImagesResponse"];
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
                 };
             };
         };
@@ -3233,6 +4925,127 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    image_variations_v1_images_variations_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "multipart/form-data": {
+                    /**
+                     * Cfg Scale
+                     * @description Extension: guidance scale, 1-30.
+                     */
+                    cfg_scale?: number | null;
+                    /**
+                     * Denoising Strength
+                     * @description Extension: how much of the image is redrawn, 0-1 (defaults above).
+                     */
+                    denoising_strength?: number | null;
+                    /**
+                     * Format: binary
+                     * @description The image (PNG, JPEG or WebP).
+                     */
+                    image: string;
+                    /**
+                     * Model
+                     * @description Our model id (GET /v1/models); the default model if omitted.
+                     */
+                    model?: string | null;
+                    /**
+                     * N
+                     * @description Images to make, 1-4 (one job).
+                     * @default 1
+                     */
+                    n?: number;
+                    /**
+                     * Negative Prompt
+                     * @description Extension: what to avoid.
+                     */
+                    negative_prompt?: string | null;
+                    /**
+                     * Prompt
+                     * @description Extension: what the variations show; default the prompt stored in the image's own A1111 parameters (images made here carry it).
+                     */
+                    prompt?: string | null;
+                    /**
+                     * Response Format
+                     * @description url: absolute link into /outputs; b64_json: the PNG inline.
+                     * @default url
+                     * @enum {string}
+                     */
+                    response_format?: "url" | "b64_json";
+                    /**
+                     * Sampler
+                     * @description Extension: sampler id or A1111 name (default euler_a).
+                     */
+                    sampler?: string | null;
+                    /**
+                     * Seed
+                     * @description Extension: -1 random; image i uses seed+i.
+                     * @default -1
+                     */
+                    seed?: number;
+                    /**
+                     * Size
+                     * @description 'WxH', each 64-2048 and a multiple of 8, or 'auto'; default: the input image's size (rounded down to multiples of 8, scaled into 64-2048).
+                     */
+                    size?: string | null;
+                    /**
+                     * Steps
+                     * @description Extension: denoising steps, 1-150 (default 20).
+                     */
+                    steps?: number | null;
+                    /**
+                     * User
+                     * @description Accepted, ignored.
+                     */
+                    user?: string | null;
+                };
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ImagesResponse"];
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIError"];
                 };
             };
         };

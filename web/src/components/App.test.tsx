@@ -4,6 +4,7 @@ import userEvent from "@testing-library/user-event";
 import type { Job, JobPage } from "@/api/client";
 import { KEYS, loadJSON } from "@/lib/storage";
 import { json, stubGateway } from "@/testing/gateway";
+import { makeRequest } from "@/testing/requests";
 
 import App from "./App";
 
@@ -21,7 +22,7 @@ function job(id: string, prompt: string): Job {
     priority: 0,
     attempts: 1,
     created_at: "2024-01-01T00:00:00Z",
-    request: { prompt, negative_prompt: "", width: 64, height: 64, steps: 2, cfg_scale: 7, sampler: "euler_a", seed: 5, batch_size: 1, priority: 0, model: "tiny", previews: false },
+    request: makeRequest({ prompt, negative_prompt: "", width: 64, height: 64, steps: 2, cfg_scale: 7, sampler: "euler_a", seed: 5, batch_size: 1, priority: 0, model: "tiny", previews: false }),
     results: [{ image_url: `/outputs/${id}/0.png`, seed: 5, index: 0, infotext: prompt }],
   };
 }

@@ -32,12 +32,12 @@ function image(job: string, index: number, prompt: string, seed: number): Galler
 const images = [image("j2", 0, "a fox", 20), image("j2", 1, "a fox", 21), image("j1", 0, "a cat", 10)];
 const pageOf = (items: GalleryImage[], total = items.length): GalleryPage => ({ items, total, offset: 0, limit: 100, models: ["big", "tiny"] });
 
-function Harness({ onReuse = () => {} }: { onReuse?: (image: GalleryImage, withSeed: boolean) => void }) {
+function Harness({ onReuse = () => {}, onSendToImage }: { onReuse?: (image: GalleryImage, withSeed: boolean) => void; onSendToImage?: (image: GalleryImage) => void }) {
   const [client] = useState(makeQueryClient);
   const [filter, setFilter] = useState<GalleryFilter>(NO_FILTER);
   return (
     <QueryClientProvider client={client}>
-      <GalleryPanel filter={filter} onFilter={setFilter} onReuse={onReuse} />
+      <GalleryPanel filter={filter} onFilter={setFilter} onReuse={onReuse} onSendToImage={onSendToImage} />
     </QueryClientProvider>
   );
 }
@@ -84,6 +84,17 @@ describe("GalleryPanel", () => {
     expect(within(viewer).getByTestId("lightbox-image")).toHaveClass("zoomed");
     await user.click(within(viewer).getByRole("button", { name: "Reuse seed", hidden: true }));
     expect(onReuse).toHaveBeenCalledWith(images[0], true);
+  });
+
+  it("sends the image in the viewer to the Image tab", async () => {
+    const user = userEvent.setup();
+    stubGateway({ "GET /api/v1/gallery": () => json(pageOf(images)) });
+    const onSendToImage = vi.fn();
+    render(<Harness onSendToImage={onSendToImage} />);
+    await user.click(await screen.findByRole("button", { name: "Open a cat (seed 10)" }));
+    const viewer = document.querySelector<HTMLElement>('dialog[aria-label="Image viewer"]')!;
+    await user.click(within(viewer).getByRole("button", { name: "Send to image", hidden: true }));
+    expect(onSendToImage).toHaveBeenCalledWith(images[2]);
   });
 
   it("downloads the selected images as one zip and deletes their jobs in one request", async () => {

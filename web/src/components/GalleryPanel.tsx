@@ -30,8 +30,9 @@ export function GalleryPanel(props: {
   filter: GalleryFilter;
   onFilter: (filter: GalleryFilter) => void;
   onReuse: (image: GalleryImage, withSeed: boolean) => void;
+  onSendToImage?: (image: GalleryImage) => void;
 }) {
-  const { filter, onFilter, onReuse } = props;
+  const { filter, onFilter, onReuse, onSendToImage } = props;
   const page = useGallery(filter);
   const deleteJobs = useDeleteJobs();
   const [search, setSearch] = useState(filter.q);
@@ -159,6 +160,7 @@ export function GalleryPanel(props: {
           onReuseSettings: (image) => onReuse(image, false),
           onReuseSeed: (image) => onReuse(image, true),
           onDelete: (image) => remove([image]),
+          onSendToImage,
         }}
       />
     </section>

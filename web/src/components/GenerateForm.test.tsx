@@ -9,8 +9,8 @@ import type { FieldErrors } from "@/lib/rules";
 import { firstInvalidControl, GenerateForm } from "./GenerateForm";
 
 const models: ModelInfo[] = [
-  { id: "tiny-sd15", name: "Tiny SD 1.5", family: "sd15", format: "diffusers", demo: true, loaded: true, inpainting: false, default_size: 64 },
-  { id: "xl", name: "Big XL", family: "sdxl", format: "single-file", demo: false, loaded: false, inpainting: false, default_size: 1024 },
+  { id: "tiny-sd15", name: "Tiny SD 1.5", family: "sd15", format: "diffusers", demo: true, loaded: true, inpainting: false, default_size: 64, kind: "checkpoint" },
+  { id: "xl", name: "Big XL", family: "sdxl", format: "single-file", demo: false, loaded: false, inpainting: false, default_size: 1024, kind: "checkpoint" },
 ];
 
 function Harness({ errors = {}, onSubmit = () => {}, initial = DEFAULT_PARAMS }: { errors?: FieldErrors; onSubmit?: () => void; initial?: FormParams }) {

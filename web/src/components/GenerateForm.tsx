@@ -16,6 +16,8 @@ export interface GenerateFormProps {
   errors: FieldErrors;
   submitting: boolean;
   lastSeed: number | null;
+  /** Fields of the tab's own (hires fix, image settings), placed before the Generate button. */
+  extra?: ReactNode;
 }
 
 /** What a control needs to be tied to its field's hint and error (spread onto the input). */
@@ -28,7 +30,7 @@ export interface FieldA11y {
  * A labelled field. The control comes from `children(a11y)`, so every hint and error this field shows is in
  * the control's aria-describedby: none can be left unlinked.
  */
-function Field(props: { id: string; label: string; error?: string; hint?: string; children: (a11y: FieldA11y) => ReactNode }) {
+export function Field(props: { id: string; label: string; error?: string; hint?: string; children: (a11y: FieldA11y) => ReactNode }) {
   const { id, label, error, hint, children } = props;
   const described = [hint ? `${id}-hint` : "", error ? `${id}-error` : ""].filter(Boolean).join(" ");
   const a11y: FieldA11y = { ...(described ? { "aria-describedby": described } : {}), ...(error ? { "aria-invalid": true } : {}) };
@@ -63,6 +65,26 @@ export const FIELD_LABEL: Partial<Record<keyof FieldErrors, string>> = {
   seed: "Seed",
   batch_size: "Batch size",
   priority: "Priority",
+  hires: "Hires fix",
+  hires_scale: "Upscale by",
+  hires_upscaler: "Upscaler",
+  hires_steps: "Hires steps",
+  hires_denoising: "Hires denoising strength",
+  denoising_strength: "Denoising strength",
+  resize_mode: "Resize mode",
+  inpainting_fill: "Masked content",
+  mask_blur: "Mask blur",
+  inpaint_padding: "Only-masked padding",
+  outpaint_left: "Outpaint left",
+  outpaint_right: "Outpaint right",
+  outpaint_top: "Outpaint top",
+  outpaint_bottom: "Outpaint bottom",
+  init_image: "Image",
+  mask: "Mask",
+  vae: "VAE",
+  clip_skip: "Clip skip",
+  controlnets: "ControlNet",
+  loras: "LoRAs",
 };
 const FIELD_ORDER = Object.keys(FIELD_LABEL) as (keyof FieldErrors)[];
 
@@ -75,7 +97,7 @@ export function firstInvalidControl(errors: FieldErrors, seedMode: SeedMode): st
 
 /** The Generate form. Pure: values, errors and lists come in as props; every edit goes out through onChange. */
 export function GenerateForm(props: GenerateFormProps) {
-  const { params, onChange, onSubmit, models, defaultModel, samplers, errors, submitting, lastSeed } = props;
+  const { params, onChange, onSubmit, models, defaultModel, samplers, errors, submitting, lastSeed, extra } = props;
   const set = <K extends keyof FormParams>(key: K, value: FormParams[K]) => onChange({ ...params, [key]: value });
   const num = (key: keyof FormParams) => (e: ChangeEvent<HTMLInputElement>) => set(key, e.target.valueAsNumber as never);
 
@@ -240,6 +262,7 @@ export function GenerateForm(props: GenerateFormProps) {
           {numberInput("priority")}
         </Field>
       </div>
+      {extra}
       <button type="submit" className="primary" disabled={submitting}>
         {submitting ? "Submitting…" : "Generate"}
       </button>

@@ -1,5 +1,5 @@
 import { QueryClientProvider } from "@tanstack/react-query";
-import { render, screen, waitFor } from "@testing-library/react";
+import { fireEvent, render, screen, waitFor } from "@testing-library/react";
 import userEvent from "@testing-library/user-event";
 import { useState } from "react";
 
@@ -8,6 +8,7 @@ import { makeQueryClient } from "@/api/queries";
 import { DEFAULT_PARAMS, type FormParams } from "@/lib/params";
 import { KEYS, loadJSON, saveJSON } from "@/lib/storage";
 import { json, stubGateway } from "@/testing/gateway";
+import { makeRequest } from "@/testing/requests";
 
 import { GeneratePanel } from "./GeneratePanel";
 
@@ -25,7 +26,7 @@ const job: Job = {
   attempts: 1,
   created_at: "2024-01-01T00:00:00Z",
   started_at: "2024-01-01T00:00:01Z",
-  request: { prompt: "a fox", negative_prompt: "", width: 64, height: 64, steps: 4, cfg_scale: 7, sampler: "euler_a", seed: 1, batch_size: 1, priority: 0, model: "tiny", previews: false },
+  request: makeRequest({ prompt: "a fox", negative_prompt: "", width: 64, height: 64, steps: 4, cfg_scale: 7, sampler: "euler_a", seed: 1, batch_size: 1, priority: 0, model: "tiny", previews: false }),
   results: [],
 };
 
@@ -171,5 +172,54 @@ describe("GeneratePanel", () => {
     push(preview(3));
     await waitFor(() => expect(screen.getByTestId("live-preview")).toHaveAttribute("src", "data:image/jpeg;base64,AAA3"));
     expect(screen.getByTestId("live-preview")).toHaveClass("preview");
+  });
+});
+
+describe("GeneratePanel hires fix", () => {
+  it("sends hires with its settings when on, and says the final size", async () => {
+    const user = userEvent.setup();
+    const submitted: Job["request"][] = [];
+    stubGateway({
+      ...base,
+      "POST /api/v1/generate": async (r) => {
+        submitted.push((await r.json()) as Job["request"]);
+        return json({ ...job, status: "queued", request: submitted[0] }, 202);
+      },
+      "GET /api/v1/generate/j1": () => json({ ...job, status: "completed" }),
+    });
+    render(<Harness initial={{ ...DEFAULT_PARAMS, prompt: "a fox", width: 64, height: 96 }} />);
+    expect(screen.queryByLabelText("Upscale by")).toBeNull();
+    await user.click(screen.getByLabelText("Hires fix"));
+    expect(screen.getByText("Draws at 64×96, then upscales and refines to 128×192.")).toBeInTheDocument();
+    await user.clear(screen.getByLabelText("Upscale by"));
+    await user.type(screen.getByLabelText("Upscale by"), "1.5");
+    await user.selectOptions(screen.getByLabelText("Upscaler"), "nearest");
+    await user.clear(screen.getByLabelText("Hires steps"));
+    await user.type(screen.getByLabelText("Hires steps"), "3");
+    fireEvent.change(screen.getByLabelText("Hires denoising strength"), { target: { value: "0.55" } });
+    await user.click(screen.getByRole("button", { name: "Generate" }));
+    await waitFor(() => expect(submitted).toHaveLength(1));
+    expect(submitted[0]!.hires).toEqual({ scale: 1.5, upscaler: "nearest", steps: 3, denoising_strength: 0.55 });
+    expect(submitted[0]!.init_image ?? null).toBeNull();
+  });
+
+  it("checks the hires fields by the gateway's rules, and maps the gateway's hires.steps to its own field", async () => {
+    const user = userEvent.setup();
+    stubGateway({
+      ...base,
+      "POST /api/v1/generate": () =>
+        json({ error: { code: "invalid_request", message: "bad", details: [{ field: "hires.steps", message: "too many for the second pass" }] } }, 400),
+    });
+    render(<Harness initial={{ ...DEFAULT_PARAMS, prompt: "a fox", hires: true, hires_scale: 1 }} />);
+    await user.click(screen.getByRole("button", { name: "Generate" }));
+    expect(screen.getByRole("alert")).toHaveTextContent("Not submitted. Upscale by: must be more than 1 and at most 4.");
+    expect(screen.getByLabelText("Upscale by")).toHaveFocus();
+    await user.clear(screen.getByLabelText("Upscale by"));
+    await user.type(screen.getByLabelText("Upscale by"), "2");
+    await user.click(screen.getByRole("button", { name: "Generate" }));
+    await waitFor(() => expect(screen.getByLabelText("Hires steps")).toHaveFocus());
+    expect(screen.getByLabelText("Hires steps")).toHaveAccessibleDescription("0: as many as Steps Hires steps: too many for the second pass");
+    // The first pass's Steps field is not the one blamed.
+    expect(screen.getByLabelText("Steps")).not.toHaveAttribute("aria-invalid");
   });
 });

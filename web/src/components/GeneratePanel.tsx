@@ -1,17 +1,19 @@
 "use client";
-import { useCallback, useEffect, useState } from "react";
+import { useCallback, useEffect, useState, type ReactNode } from "react";
 
-import { ApiFailure, TERMINAL, type Job } from "@/api/client";
+import { ApiFailure, asFailure, TERMINAL, type GenerateRequest, type Job, type JobResult } from "@/api/client";
 import { useCancelJob, useModels, useSamplers, useSubmitJob } from "@/api/queries";
 import { watchJob } from "@/api/watch";
 import { STATUS_LABEL } from "@/lib/format";
-import { fromRequest, toRequest, type FormParams } from "@/lib/params";
+import { fromRequest, toRequest, type FormMode, type FormParams } from "@/lib/params";
 import { loadPromptHistory, rememberPrompt } from "@/lib/prompts";
-import { validateRequest, type FieldErrors } from "@/lib/rules";
+import { formField, validateRequest, type FieldErrors, type FieldKey } from "@/lib/rules";
 import { KEYS, loadJSON, saveJSON } from "@/lib/storage";
 
+import { AdapterFields } from "./AdapterFields";
 import { FIELD_LABEL, firstInvalidControl, GenerateForm } from "./GenerateForm";
 import { JobProgress } from "./JobProgress";
+import { HiresFields, ImageFields } from "./ModeFields";
 import { NoModels } from "./NoModels";
 import { ErrorNotice } from "./Notice";
 import { PromptTools } from "./PromptTools";
@@ -29,14 +31,30 @@ function rejectionMessage(errors: FieldErrors): string {
   return `Not submitted. ${parts.join("; ")}.`;
 }
 
-/** Server field names may be dotted (`body.width`); the form knows the last segment. */
+/** Server field names may be dotted (`body.width`, `hires.scale`); the form knows them by its own keys. */
 function serverFieldErrors(failure: ApiFailure): FieldErrors {
   const errors: FieldErrors = {};
-  for (const detail of failure.details) {
-    const field = detail.field.split(".").pop() as keyof FieldErrors;
-    errors[field] = detail.message;
-  }
+  for (const detail of failure.details) errors[formField(detail.field)] = detail.message;
   return errors;
+}
+
+/** Whether an edit touched the value a field error judged (nested fields live under their flat keys). */
+function edited(field: FieldKey, before: FormParams, after: FormParams): boolean {
+  if (!(field in after)) return false;
+  const key = field as keyof FormParams;
+  return after[key] !== before[key];
+}
+
+/** What the Image tab adds to the panel: its input image, the editor beside the output, and the mask. */
+export interface ImageTab {
+  /** The init image's upload id; null until one is picked (the submit is refused, naming the image). */
+  initImage: string | null;
+  /** Whether a mask is painted (the form says how it is used). */
+  hasMask: boolean;
+  /** Runs at submit, after validation: uploads the painted mask; what it answers joins the request. */
+  prepare: () => Promise<Partial<GenerateRequest>>;
+  /** The image and its mask editor, shown beside the output; given the form's errors for the image and mask. */
+  input: (errors: FieldErrors) => ReactNode;
 }
 
 export interface GeneratePanelProps {
@@ -45,9 +63,14 @@ export interface GeneratePanelProps {
   /** The job shown in the output area (a deep link's, or the last one submitted); null for none. */
   jobId: string | null;
   onJob: (id: string) => void;
+  /** The Image tab's parts; absent on the text tab, which offers hires fix instead. */
+  image?: ImageTab;
+  /** "Send to image" on each result: the image becomes the Image tab's input. */
+  onSendToImage?: (job: Job, result: JobResult) => void;
 }
 
-export function GeneratePanel({ params, setParams, jobId, onJob }: GeneratePanelProps) {
+export function GeneratePanel({ params, setParams, jobId, onJob, image, onSendToImage }: GeneratePanelProps) {
+  const mode: FormMode = image ? "image" : "text";
   const models = useModels();
   const samplers = useSamplers();
   const submitJob = useSubmitJob();
@@ -60,6 +83,7 @@ export function GeneratePanel({ params, setParams, jobId, onJob }: GeneratePanel
   const [promptHistory, setPromptHistory] = useState<string[]>(loadPromptHistory);
   const [watchError, setWatchError] = useState<ApiFailure | null>(null);
   const [lastSeed, setLastSeed] = useState<number | null>(() => loadJSON<number | null>(KEYS.lastSeed, null));
+  const [preparing, setPreparing] = useState(false);
 
   // Follow the active job (also after a reload) until it is terminal; its first seed becomes "last seed".
   useEffect(() => {
@@ -90,9 +114,8 @@ export function GeneratePanel({ params, setParams, jobId, onJob }: GeneratePanel
       // A server error belongs to the value it judged: editing that field clears it.
       setServerErrors((errors) => {
         const kept: FieldErrors = {};
-        for (const [field, message] of Object.entries(errors) as [keyof FieldErrors, string][]) {
-          const key = field as keyof FormParams;
-          if (!(key in next) || next[key] === params[key]) kept[field] = message;
+        for (const [field, message] of Object.entries(errors) as [FieldKey, string][]) {
+          if (!edited(field, params, next)) kept[field] = message;
         }
         return kept;
       });
@@ -101,9 +124,17 @@ export function GeneratePanel({ params, setParams, jobId, onJob }: GeneratePanel
     [params, setParams],
   );
 
-  const request = toRequest(params, lastSeed);
-  const clientErrors = validateRequest(request);
-  if (!attempted) delete clientErrors.prompt;
+  const request: GenerateRequest = { ...toRequest(params, lastSeed, mode), ...(image?.initImage ? { init_image: image.initImage } : {}) };
+  const validate = () => {
+    const found = validateRequest(request);
+    if (image && !image.initImage) found.init_image = "choose or drop an image first";
+    return found;
+  };
+  const clientErrors = validate();
+  if (!attempted) {
+    delete clientErrors.prompt;
+    delete clientErrors.init_image;
+  }
   const errors: FieldErrors = { ...clientErrors, ...serverErrors };
 
   const reject = (fieldErrors: FieldErrors) =>
@@ -113,16 +144,28 @@ export function GeneratePanel({ params, setParams, jobId, onJob }: GeneratePanel
       attempt: (previous?.attempt ?? 0) + 1,
     }));
 
-  const submit = () => {
+  const submit = async () => {
     setAttempted(true);
     setFailure(null);
-    const invalid = validateRequest(request);
+    const invalid = validate();
     if (Object.keys(invalid).length > 0) {
       reject(invalid);
       return;
     }
     setRejection(null);
-    submitJob.mutate(request, {
+    let body = request;
+    if (image) {
+      setPreparing(true);
+      try {
+        body = { ...request, ...(await image.prepare()) };
+      } catch (err) {
+        setFailure(asFailure(err));
+        return;
+      } finally {
+        setPreparing(false);
+      }
+    }
+    submitJob.mutate(body, {
       onSuccess: (created) => {
         setServerErrors({});
         setAttempted(false);
@@ -145,10 +188,49 @@ export function GeneratePanel({ params, setParams, jobId, onJob }: GeneratePanel
   };
 
   const modelList = models.data?.models ?? null;
+  const modeFields = image ? <ImageFields params={params} onChange={change} errors={errors} hasMask={image.hasMask} /> : <HiresFields params={params} onChange={change} errors={errors} />;
+  const extra = (
+    <>
+      {modeFields}
+      <AdapterFields params={params} onChange={change} errors={errors} models={modelList} defaultModel={models.data?.default ?? null} />
+    </>
+  );
+  // Not a live region: a running job changes every step, and only its status is worth announcing.
+  const output = (
+    <section className="panel" aria-labelledby="output-heading">
+      <h2 id="output-heading">Output</h2>
+      <p className="visually-hidden" role="status" data-testid="job-announcement">
+        {job ? `Job ${STATUS_LABEL[job.status].toLowerCase()}.` : ""}
+      </p>
+      {job ? (
+        <>
+          <p className="muted job-prompt">{job.request.prompt}</p>
+          <JobProgress job={job} />
+          {!TERMINAL.has(job.status) ? (
+            <button type="button" onClick={cancel}>
+              Cancel job
+            </button>
+          ) : null}
+          <ResultsGrid
+            job={job}
+            actions={{
+              onReuseSettings: (j) => setParams(fromRequest(params, j.request, null)),
+              onReuseSeed: (j, seed) => setParams(fromRequest(params, j.request, seed)),
+              onSendToImage,
+            }}
+          />
+        </>
+      ) : (
+        <p className="muted">Your images appear here.</p>
+      )}
+      <ErrorNotice error={cancelJob.error} title="Cancel" />
+      <ErrorNotice error={watchError} title="Lost track of the job" />
+    </section>
+  );
   return (
-    <div className="generate-layout">
+    <div className={image ? "generate-layout image-layout" : "generate-layout"}>
       <section className="panel" aria-labelledby="generate-heading">
-        <h2 id="generate-heading">Generate</h2>
+        <h2 id="generate-heading">{image ? "Image to image" : "Generate"}</h2>
         {modelList && modelList.length === 0 ? <NoModels /> : null}
         <ErrorNotice error={models.error} title="Models" />
         <PromptTools params={params} onChange={change} history={promptHistory} />
@@ -160,8 +242,9 @@ export function GeneratePanel({ params, setParams, jobId, onJob }: GeneratePanel
           defaultModel={models.data?.default ?? null}
           samplers={samplers.data ?? null}
           errors={errors}
-          submitting={submitJob.isPending}
+          submitting={submitJob.isPending || preparing}
           lastSeed={lastSeed}
+          extra={extra}
         />
         <ErrorNotice error={failure} title="Not submitted" />
         {rejection && Object.keys(errors).length > 0 ? (
@@ -171,35 +254,17 @@ export function GeneratePanel({ params, setParams, jobId, onJob }: GeneratePanel
           </p>
         ) : null}
       </section>
-      {/* Not a live region: a running job changes every step, and only its status is worth announcing. */}
-      <section className="panel" aria-labelledby="output-heading">
-        <h2 id="output-heading">Output</h2>
-        <p className="visually-hidden" role="status" data-testid="job-announcement">
-          {job ? `Job ${STATUS_LABEL[job.status].toLowerCase()}.` : ""}
-        </p>
-        {job ? (
-          <>
-            <p className="muted job-prompt">{job.request.prompt}</p>
-            <JobProgress job={job} />
-            {!TERMINAL.has(job.status) ? (
-              <button type="button" onClick={cancel}>
-                Cancel job
-              </button>
-            ) : null}
-            <ResultsGrid
-              job={job}
-              actions={{
-                onReuseSettings: (j) => setParams(fromRequest(params, j.request, null)),
-                onReuseSeed: (j, seed) => setParams(fromRequest(params, j.request, seed)),
-              }}
-            />
-          </>
-        ) : (
-          <p className="muted">Your images appear here.</p>
-        )}
-        <ErrorNotice error={cancelJob.error} title="Cancel" />
-        <ErrorNotice error={watchError} title="Lost track of the job" />
-      </section>
+      {image ? (
+        <div className="image-workspace">
+          <section className="panel" aria-labelledby="input-heading">
+            <h2 id="input-heading">Input</h2>
+            {image.input(errors)}
+          </section>
+          {output}
+        </div>
+      ) : (
+        output
+      )}
     </div>
   );
 }

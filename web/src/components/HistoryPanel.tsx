@@ -1,5 +1,5 @@
 "use client";
-import { TERMINAL, type Job, type JobStatus } from "@/api/client";
+import { TERMINAL, type Job, type JobResult, type JobStatus } from "@/api/client";
 import { HISTORY_PAGE_SIZE as PAGE_SIZE, useDeleteJob, useHistory } from "@/api/queries";
 import { STATUS_LABEL } from "@/lib/format";
 
@@ -15,8 +15,13 @@ export interface HistoryView {
 
 export const FIRST_HISTORY_PAGE: HistoryView = { status: "", offset: 0 };
 
-export function HistoryPanel(props: { onReuse: (job: Job, seed: number | null) => void; view: HistoryView; onView: (view: HistoryView) => void }) {
-  const { onReuse, view, onView } = props;
+export function HistoryPanel(props: {
+  onReuse: (job: Job, seed: number | null) => void;
+  view: HistoryView;
+  onView: (view: HistoryView) => void;
+  onSendToImage?: (job: Job, result: JobResult) => void;
+}) {
+  const { onReuse, view, onView, onSendToImage } = props;
   const { status, offset } = view;
   const setOffset = (next: number) => onView({ status, offset: next });
   const page = useHistory(offset, status);
@@ -59,7 +64,7 @@ export function HistoryPanel(props: { onReuse: (job: Job, seed: number | null) =
                   {job.error.message} <code>({job.error.code})</code>
                 </p>
               ) : null}
-              <ResultsGrid job={job} actions={{ onReuseSettings: (j) => onReuse(j, null), onReuseSeed: (j, seed) => onReuse(j, seed) }} />
+              <ResultsGrid job={job} actions={{ onReuseSettings: (j) => onReuse(j, null), onReuseSeed: (j, seed) => onReuse(j, seed), onSendToImage }} />
               <div className="actions">
                 <button type="button" onClick={() => onReuse(job, null)}>
                   Reuse settings

@@ -1,6 +1,7 @@
 import { render, screen } from "@testing-library/react";
 
 import type { Job } from "@/api/client";
+import { makeRequest } from "@/testing/requests";
 
 import { JobProgress } from "./JobProgress";
 
@@ -14,7 +15,7 @@ const base: Job = {
   priority: 0,
   attempts: 0,
   created_at: "2024-01-01T00:00:00Z",
-  request: { prompt: "p", negative_prompt: "", width: 64, height: 64, steps: 2, cfg_scale: 7.5, sampler: "euler_a", seed: 1, batch_size: 1, priority: 0, model: null, previews: false },
+  request: makeRequest({ prompt: "p", negative_prompt: "", width: 64, height: 64, steps: 2, cfg_scale: 7.5, sampler: "euler_a", seed: 1, batch_size: 1, priority: 0, model: null, previews: false }),
   results: [],
 };
 

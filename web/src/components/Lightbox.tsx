@@ -9,6 +9,8 @@ export interface LightboxActions {
   onReuseSettings: (image: GalleryImage) => void;
   onReuseSeed: (image: GalleryImage) => void;
   onDelete: (image: GalleryImage) => void;
+  /** The image becomes the Image tab's input (image-to-image, inpainting). */
+  onSendToImage?: (image: GalleryImage) => void;
 }
 
 export function imageFileName(image: GalleryImage): string {
@@ -139,6 +141,11 @@ export function Lightbox(props: {
               <button type="button" onClick={() => actions.onReuseSeed(image)}>
                 Reuse seed
               </button>
+              {actions.onSendToImage ? (
+                <button type="button" onClick={() => actions.onSendToImage?.(image)}>
+                  Send to image
+                </button>
+              ) : null}
               <button type="button" className="danger" onClick={() => actions.onDelete(image)}>
                 Delete
               </button>

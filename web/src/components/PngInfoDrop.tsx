@@ -43,7 +43,12 @@ export function PngInfoDrop({ onFill }: { onFill: (parameters: Record<string, st
       if (!dialog.current?.open) dialog.current?.showModal?.();
       fileToBase64(file).then(mutate, () => undefined);
     };
+    // A drop target of its own (the Image tab's input) takes its drops first and marks them handled.
     const onDragOver = (e: DragEvent) => {
+      if (e.defaultPrevented) {
+        setDragging(false);
+        return;
+      }
       if (!e.dataTransfer?.types.includes("Files")) return;
       e.preventDefault(); // without this the browser opens the file instead of dropping it here
       setDragging(true);
@@ -54,7 +59,7 @@ export function PngInfoDrop({ onFill }: { onFill: (parameters: Record<string, st
     const onDrop = (e: DragEvent) => {
       const file = imageFile(e.dataTransfer?.files);
       setDragging(false);
-      if (!file) return;
+      if (!file || e.defaultPrevented) return;
       e.preventDefault();
       read(file);
     };

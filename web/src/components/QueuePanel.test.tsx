@@ -5,6 +5,7 @@ import userEvent from "@testing-library/user-event";
 import type { Job, QueueStatus } from "@/api/client";
 import { makeQueryClient } from "@/api/queries";
 import { json, stubGateway } from "@/testing/gateway";
+import { makeRequest } from "@/testing/requests";
 
 import { QueuePanel } from "./QueuePanel";
 
@@ -18,7 +19,7 @@ const queued: Job = {
   priority: 0,
   attempts: 0,
   created_at: "2024-01-01T00:00:00Z",
-  request: { prompt: "waiting in line", negative_prompt: "", width: 64, height: 64, steps: 2, cfg_scale: 7, sampler: "euler_a", seed: 1, batch_size: 1, priority: 0, model: "tiny", previews: false },
+  request: makeRequest({ prompt: "waiting in line", negative_prompt: "", width: 64, height: 64, steps: 2, cfg_scale: 7, sampler: "euler_a", seed: 1, batch_size: 1, priority: 0, model: "tiny", previews: false }),
   results: [],
 };
 const counts = { queued: 0, running: 0, completed: 0, failed: 0, cancelled: 0, timed_out: 0 };

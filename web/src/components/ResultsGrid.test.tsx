@@ -2,6 +2,7 @@ import { render, screen, within } from "@testing-library/react";
 import userEvent from "@testing-library/user-event";
 
 import type { Job } from "@/api/client";
+import { makeRequest } from "@/testing/requests";
 
 import { ResultsGrid } from "./ResultsGrid";
 
@@ -15,7 +16,7 @@ const job: Job = {
   priority: 0,
   attempts: 1,
   created_at: "2024-01-01T00:00:00Z",
-  request: { prompt: "a fox", negative_prompt: "", width: 64, height: 64, steps: 2, cfg_scale: 7, sampler: "euler_a", seed: 10, batch_size: 2, priority: 0, model: "tiny", previews: false },
+  request: makeRequest({ prompt: "a fox", negative_prompt: "", width: 64, height: 64, steps: 2, cfg_scale: 7, sampler: "euler_a", seed: 10, batch_size: 2, priority: 0, model: "tiny", previews: false }),
   results: [
     { image_url: "/outputs/0123456789/0.png", seed: 10, index: 0, infotext: "a fox\nSteps: 2, Seed: 10" },
     { image_url: "/outputs/0123456789/1.png", seed: 11, index: 1, infotext: "a fox\nSteps: 2, Seed: 11" },
@@ -37,6 +38,18 @@ describe("ResultsGrid", () => {
     render(<ResultsGrid job={job} actions={{ onReuseSeed }} />);
     await userEvent.click(within(screen.getAllByTestId("result")[1]!).getByRole("button", { name: "Reuse seed" }));
     expect(onReuseSeed).toHaveBeenCalledWith(job, 11);
+  });
+
+  it("sends the image picked, from its card or from the large view, to the Image tab", async () => {
+    const user = userEvent.setup();
+    const onSendToImage = vi.fn();
+    render(<ResultsGrid job={job} actions={{ onSendToImage }} />);
+    await user.click(within(screen.getAllByTestId("result")[1]!).getByRole("button", { name: "Send to image" }));
+    expect(onSendToImage).toHaveBeenLastCalledWith(job, job.results?.[1]);
+    await user.click(screen.getByRole("button", { name: "Open image 1 large" }));
+    const dialog = document.querySelector<HTMLElement>("dialog.lightbox")!;
+    await user.click(within(dialog).getByRole("button", { name: "Send to image", hidden: true }));
+    expect(onSendToImage).toHaveBeenLastCalledWith(job, job.results?.[0]);
   });
 
   it("copies the A1111 parameters text", async () => {

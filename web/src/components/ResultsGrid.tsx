@@ -8,6 +8,8 @@ import { AuthImage, useImageSrc } from "./AuthImage";
 export interface ResultActions {
   onReuseSettings?: (job: Job) => void;
   onReuseSeed?: (job: Job, seed: number) => void;
+  /** The image becomes the Image tab's input (image-to-image, inpainting). */
+  onSendToImage?: (job: Job, result: JobResult) => void;
 }
 
 function paramsSummary(job: Job): string {
@@ -67,6 +69,11 @@ function ResultCard({ job, result, actions, onOpen }: { job: Job; result: JobRes
           <button type="button" onClick={copy} disabled={!result.infotext}>
             {copied === "done" ? "Copied" : copied === "failed" ? "Copy failed" : "Copy parameters"}
           </button>
+          {actions.onSendToImage ? (
+            <button type="button" onClick={() => actions.onSendToImage?.(job, result)}>
+              Send to image
+            </button>
+          ) : null}
         </div>
       </figcaption>
     </figure>
@@ -100,7 +107,12 @@ export function ResultsGrid({ job, actions = {} }: { job: Job; actions?: ResultA
             </p>
           </>
         ) : null}
-        <form method="dialog">
+        <form method="dialog" className="actions">
+          {open && actions.onSendToImage ? (
+            <button type="submit" onClick={() => actions.onSendToImage?.(job, open)}>
+              Send to image
+            </button>
+          ) : null}
           <button type="submit" autoFocus>
             Close
           </button>

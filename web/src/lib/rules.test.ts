@@ -1,5 +1,5 @@
 import { toRequest, DEFAULT_PARAMS } from "./params";
-import { rule, validateRequest } from "./rules";
+import { formField, rule, validateRequest } from "./rules";
 
 const valid = toRequest({ ...DEFAULT_PARAMS, prompt: "a cat" }, null);
 
@@ -30,5 +30,31 @@ describe("validateRequest", () => {
       steps: "must be a whole number",
       width: "must be a number",
     });
+  });
+});
+
+describe("nested and image fields", () => {
+  it("checks hires and outpaint values by the gateway's rules, under the form's flat names", () => {
+    const request = { ...valid, hires: { scale: 1, steps: 0, upscaler: "latent", denoising_strength: 1.5 }, outpaint: { left: 12, right: 0, top: 0, bottom: 4096 } };
+    expect(validateRequest(request)).toEqual({
+      hires_scale: "must be more than 1 and at most 4",
+      hires_steps: "must be between 1 and 150",
+      hires_denoising: "must be between 0 and 1",
+      outpaint_left: "must be a multiple of 8",
+      outpaint_bottom: "must be between 0 and 2048",
+    });
+  });
+
+  it("checks the image settings only when an image is sent", () => {
+    const bad = { ...valid, denoising_strength: 1.5, mask_blur: -1 };
+    expect(validateRequest(bad)).toEqual({});
+    expect(validateRequest({ ...bad, init_image: "abc" })).toEqual({ denoising_strength: "must be between 0 and 1", mask_blur: "must be between 0 and 64" });
+  });
+
+  it("names the gateway's fields by the form's keys", () => {
+    expect(formField("body.width")).toBe("width");
+    expect(formField("hires.steps")).toBe("hires_steps");
+    expect(formField("body.outpaint.left")).toBe("outpaint_left");
+    expect(formField("init_image")).toBe("init_image");
   });
 });

@@ -10,6 +10,10 @@ export const KEYS = {
   activeJob: "activeJob",
   promptHistory: "promptHistory",
   styles: "styles",
+  // The Image tab: its form, its last job and its input image (the upload's id, size and URL).
+  imageParams: "imageParams",
+  activeImageJob: "activeImageJob",
+  imageInput: "imageInput",
 } as const;
 
 type Key = (typeof KEYS)[keyof typeof KEYS];

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from ablerefusal.gateway.api import gallery, generate, health, models, png_info, queue, samplers, uploads, ws
+from ablerefusal.gateway.api import (
+    controlnet,
+    gallery,
+    generate,
+    health,
+    models,
+    png_info,
+    queue,
+    samplers,
+    uploads,
+    workers,
+    ws,
+)
 from ablerefusal.gateway.auth import require_api_key
 
 
@@ -20,6 +32,8 @@ def api_router() -> APIRouter:
     protected.include_router(gallery.router)
     protected.include_router(png_info.router)
     protected.include_router(uploads.router)
+    protected.include_router(workers.router)
+    protected.include_router(controlnet.router)
     router.include_router(protected)
     # Router dependencies see HTTP requests only: the WebSocket route checks its key at the handshake itself.
     router.include_router(ws.router)

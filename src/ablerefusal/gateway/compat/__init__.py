@@ -6,14 +6,16 @@ from collections.abc import Callable
 
 from starlette.responses import Response
 
-from ablerefusal.gateway.compat import a1111, openai_api
+from ablerefusal.gateway.compat import a1111, openai_api, openai_edits  # noqa: F401 - openai_edits adds routes
 from ablerefusal.gateway.compat.a1111 import router as a1111_router
+from ablerefusal.gateway.compat.controlnet import router as controlnet_router
 from ablerefusal.gateway.compat.errors import CompatError
 from ablerefusal.gateway.compat.openai_api import router as openai_router
 from ablerefusal.gateway.errors import ApiException
 
 _RENDERERS: tuple[tuple[str, Callable[[Exception], Response]], ...] = (
     (a1111_router.prefix + "/", a1111.render_error),
+    (controlnet_router.prefix + "/", a1111.render_error),
     (openai_router.prefix + "/", openai_api.render_error),
 )
 
@@ -28,4 +30,4 @@ def render_error_for(path: str) -> Callable[[ApiException], Response] | None:
     return None
 
 
-__all__ = ["a1111_router", "openai_router", "render_error_for"]
+__all__ = ["a1111_router", "controlnet_router", "openai_router", "render_error_for"]

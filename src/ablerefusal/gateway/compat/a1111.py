@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import random
 import time
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -15,7 +16,12 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
 from ablerefusal.gateway.auth import principal_of
+from ablerefusal.gateway.compat import a1111_adapters
+from ablerefusal.gateway.compat.a1111_hires import latent_mode_items, upscaler_items
+from ablerefusal.gateway.compat.a1111_img2img import plan_img2img
 from ablerefusal.gateway.compat.a1111_models import (
+    A1111Request,
+    Img2ImgRequest,
     NamedItem,
     PngInfoRequest,
     PngInfoResponse,
@@ -25,9 +31,11 @@ from ablerefusal.gateway.compat.a1111_models import (
     SDModelItem,
     Txt2ImgRequest,
     Txt2ImgResponse,
+    UpscalerItem,
 )
 from ablerefusal.gateway.compat.a1111_state import A1111Run, A1111State, idle_progress, progress_of, state_of
 from ablerefusal.gateway.compat.a1111_translate import (
+    A1111Plan,
     build_info,
     model_item,
     model_title,
@@ -40,6 +48,7 @@ from ablerefusal.gateway.compat.auth import require_a1111_key
 from ablerefusal.gateway.compat.errors import CompatError, CompatFieldError
 from ablerefusal.gateway.compat.images import png_base64
 from ablerefusal.gateway.compat.infotext import ImageDecodeError, read_png_info
+from ablerefusal.gateway.compat.inputs import check_a1111, store
 from ablerefusal.gateway.compat.routing import route_class, validation_field
 from ablerefusal.gateway.compat.waiting import cancel_unfinished, wait_all
 from ablerefusal.gateway.deps import ServiceDep
@@ -95,6 +104,8 @@ router = APIRouter(
     route_class=route_class(render_error),
     dependencies=[Depends(require_a1111_key)],
 )
+# /loras, /refresh-loras, /embeddings, /sd-vae.
+a1111_adapters.register(router)
 
 
 def _state(request: Request) -> A1111State:
@@ -113,11 +124,11 @@ def _current_model(service: GatewayService, state: A1111State) -> tuple[ModelInf
     return listing.models[0], listing.models
 
 
-@router.post("/txt2img", summary="Generate images (A1111 txt2img)")
-async def txt2img(body: Txt2ImgRequest, request: Request, service: ServiceDep) -> Txt2ImgResponse:
-    state = _state(request)
-    current, models = _current_model(service, state)
-    plan = plan_txt2img(body, service.samplers(), models, current, _rng)
+async def _run_plan(
+    request: Request, service: GatewayService, state: A1111State, plan: A1111Plan, body: A1111Request
+) -> tuple[list[str], dict[str, Any]]:
+    """Queue the plan's jobs as one A1111 run, wait for all, and return the images (base64, when
+    send_images) and A1111's info object."""
     principal = principal_of(request)
     run = A1111Run(job_ids=[], started_at=datetime.now(), owner=principal.owner)
     state.runs.append(run)
@@ -138,10 +149,51 @@ async def txt2img(body: Txt2ImgRequest, request: Request, service: ServiceDep) -
         raise CompatError(500, "RuntimeError", f"job {failed.id} {failed.status.value}: {reason}")
     results = [result for job in finished for result in job.results]
     images = [await png_base64(service.outputs, r.image_url) for r in results] if body.send_images else []
-    info = build_info(body, plan, results, run.started_at)
+    return images, build_info(body, plan, results, run.started_at)
+
+
+@router.post("/txt2img", summary="Generate images (A1111 txt2img, hires fix included)")
+async def txt2img(body: Txt2ImgRequest, request: Request, service: ServiceDep) -> Txt2ImgResponse:
+    state = _state(request)
+    current, models = _current_model(service, state)
+    plan = plan_txt2img(body, service.samplers(), models, current, _rng, service.upscalers())
+    plan = await a1111_adapters.with_adapters(service, state, plan, body)
+    images, info = await _run_plan(request, service, state, plan, body)
     return Txt2ImgResponse(
         images=images, parameters=body.model_dump(mode="json"), info=json.dumps(info, ensure_ascii=False)
     )
+
+
+async def _with_uploads(service: GatewayService, body: Img2ImgRequest, plan: A1111Plan) -> A1111Plan:
+    """The plan with its inline images stored as uploads and named by id. Every job and every image is
+    checked before the first image is stored, so a refused request stores nothing."""
+    for job in plan.jobs:
+        service.validate(job)
+    inits, mask = await anyio.to_thread.run_sync(
+        check_a1111, service.uploads, body.init_images, body.mask, limiter=_image_parsing
+    )
+    ids = {text: await store(service.uploads, checked) for text, checked in inits.items()}
+    mask_id = await store(service.uploads, mask) if mask is not None else None
+    jobs = [
+        job.model_copy(update={"init_image": ids[job.init_image or ""], "mask": mask_id if job.mask else None})
+        for job in plan.jobs
+    ]
+    return replace(plan, jobs=jobs)
+
+
+@router.post("/img2img", summary="Image to image and inpainting (A1111 img2img)")
+async def img2img(body: Img2ImgRequest, request: Request, service: ServiceDep) -> Txt2ImgResponse:
+    state = _state(request)
+    current, models = _current_model(service, state)
+    plan = plan_img2img(body, service.samplers(), models, current, _rng)
+    plan = await a1111_adapters.with_adapters(service, state, plan, body)
+    plan = await _with_uploads(service, body, plan)
+    images, info = await _run_plan(request, service, state, plan, body)
+    parameters = body.model_dump(mode="json")
+    if not body.include_init_images:
+        # A1111 echoes the request without its images unless asked for them.
+        parameters |= {"init_images": None, "mask": None}
+    return Txt2ImgResponse(images=images, parameters=parameters, info=json.dumps(info, ensure_ascii=False))
 
 
 async def _run_jobs(service: GatewayService, run: A1111Run) -> list[Job]:
@@ -196,18 +248,18 @@ async def schedulers(service: ServiceDep) -> list[SchedulerItem]:
 
 @router.get("/options", summary="Options; sd_model_checkpoint is the model txt2img uses by default")
 async def get_options(request: Request, service: ServiceDep) -> dict[str, Any]:
-    model, _ = _current_model(service, _state(request))
+    state = _state(request)
+    model, _ = _current_model(service, state)
     return {
         "sd_model_checkpoint": model_title(model),
         "sd_checkpoint_hash": model.sha256,
-        "sd_vae": "Automatic",
-        "CLIP_stop_at_last_layers": 1,
+        **a1111_adapters.options_of(state),
         "samples_format": "png",
         "sd_checkpoints_limit": 1,
     }
 
 
-@router.post("/options", summary="Set options; only sd_model_checkpoint has an effect")
+@router.post("/options", summary="Set options; sd_model_checkpoint, sd_vae and CLIP_stop_at_last_layers apply")
 async def set_options(
     request: Request,
     service: ServiceDep,
@@ -217,21 +269,17 @@ async def set_options(
         models = service.models().models
         chosen = require_checkpoint(models, options["sd_model_checkpoint"], "sd_model_checkpoint")
         _state(request).checkpoint = chosen.id
+    await a1111_adapters.set_options(service, _state(request), options)
 
 
-@router.get("/sd-vae", summary="Separate VAEs (none: models use their own)")
-async def sd_vae() -> list[NamedItem]:
-    return []
+@router.get("/upscalers", summary="Pixel upscalers for hr_upscaler: None, Lanczos, Nearest and the workers' models")
+async def upscalers(service: ServiceDep) -> list[UpscalerItem]:
+    return upscaler_items(service.upscalers())
 
 
-@router.get("/upscalers", summary="Upscalers (none)")
-async def upscalers() -> list[NamedItem]:
-    return []
-
-
-@router.get("/latent-upscale-modes", summary="Latent upscale modes (none)")
+@router.get("/latent-upscale-modes", summary="Latent upscale modes for hr_upscaler (Latent)")
 async def latent_upscale_modes() -> list[NamedItem]:
-    return []
+    return latent_mode_items()
 
 
 @router.post("/png-info", summary="Read and parse the generation parameters stored in an image")

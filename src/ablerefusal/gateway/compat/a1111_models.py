@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ablerefusal.protocol import (
     MAX_BATCH_SIZE,
     MAX_CFG,
+    MAX_MASK_BLUR,
     MAX_SIZE,
     MAX_STEPS,
     MIN_CFG,
@@ -25,8 +26,8 @@ from ablerefusal.protocol import (
 MAX_N_ITER = 16
 
 
-class Txt2ImgRequest(BaseModel):
-    """``POST /sdapi/v1/txt2img`` body. Defaults are A1111's."""
+class A1111Request(BaseModel):
+    """What txt2img and img2img bodies share (A1111's ``StableDiffusionProcessing``). Defaults are A1111's."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -69,6 +70,64 @@ class Txt2ImgRequest(BaseModel):
     )
     send_images: bool = Field(True, description="Put the images in the response.")
     save_images: bool = Field(False, description="Accepted; images are always kept under /outputs with the job.")
+
+
+class Txt2ImgRequest(A1111Request):
+    """``POST /sdapi/v1/txt2img`` body (A1111's ``StableDiffusionProcessingTxt2Img``)."""
+
+    enable_hr: bool = Field(False, description="Hires fix: draw at width x height, upscale, refine. hr_* need it.")
+    denoising_strength: float = Field(
+        0.75, ge=0.0, le=1.0, description="Strength of the hires second pass (only with enable_hr)."
+    )
+    # The hr_* fields are checked only with enable_hr: A1111 clients send them all, with any values, when it is off.
+    hr_scale: float = Field(2.0, description="Hires upscale factor (>1 to 4) when hr_resize_x and hr_resize_y are 0.")
+    hr_upscaler: str | None = Field(
+        None,
+        description="A1111 upscaler name (GET /upscalers, /latent-upscale-modes: 'Latent', 'Lanczos', 'Nearest', "
+        "'None', or a worker's upscaler model) or our id; default Latent.",
+    )
+    hr_second_pass_steps: int = Field(0, description="Steps of the second pass (0-150); 0 uses steps, as A1111.")
+    hr_resize_x: int = Field(0, description="Final width (multiple of 8); 0 derives it from the height or hr_scale.")
+    hr_resize_y: int = Field(0, description="Final height (multiple of 8); 0 derives it from the width or hr_scale.")
+
+
+class Img2ImgRequest(A1111Request):
+    """``POST /sdapi/v1/img2img`` body (A1111's ``StableDiffusionProcessingImg2Img``)."""
+
+    init_images: list[str] = Field(
+        ...,
+        min_length=1,
+        description="Base64 images (data: URLs too). One is used for every image of a batch; several give one "
+        "image each per iteration (at most batch_size of them), as A1111.",
+    )
+    resize_mode: int = Field(
+        0,
+        ge=0,
+        le=3,
+        description="0 just resize, 1 crop and resize, 2 resize and fill, 3 just resize (latent upscale): done as 0.",
+    )
+    denoising_strength: float = Field(0.75, ge=0.0, le=1.0, description="How much is redrawn: 0 keeps the input.")
+    mask: str | None = Field(
+        None,
+        description="Base64 inpainting mask: white is repainted; an RGBA mask with transparency counts by its "
+        "alpha (opaque repainted), as A1111. Resized to the init image.",
+    )
+    mask_blur: int | None = Field(
+        None, ge=0, le=MAX_MASK_BLUR, description="Mask blur in pixels (sets both mask_blur_x and mask_blur_y)."
+    )
+    mask_blur_x: int = Field(4, ge=0, le=MAX_MASK_BLUR, description="Horizontal mask blur; must equal mask_blur_y.")
+    mask_blur_y: int = Field(4, ge=0, le=MAX_MASK_BLUR, description="Vertical mask blur; must equal mask_blur_x.")
+    inpainting_fill: int = Field(
+        0, ge=0, le=3, description="Masked area starts from: 0 fill, 1 original, 2 latent noise, 3 latent nothing."
+    )
+    inpaint_full_res: bool = Field(
+        True, description="'Only masked': inpaint a crop around the mask at full resolution and paste it back."
+    )
+    inpaint_full_res_padding: int = Field(0, ge=0, le=MAX_SIZE, description="Pixels kept around the mask in that crop.")
+    inpainting_mask_invert: int = Field(0, ge=0, le=1, description="1 repaints the black part of the mask instead.")
+    include_init_images: bool = Field(
+        False, description="Echo init_images and mask back in parameters (A1111 sets them to null otherwise)."
+    )
 
 
 class Txt2ImgResponse(BaseModel):
@@ -120,9 +179,19 @@ class SchedulerItem(BaseModel):
 
 
 class NamedItem(BaseModel):
-    """Shape of the entries of /sd-vae, /upscalers and /latent-upscale-modes (all empty here)."""
+    """Shape of the entries of /sd-vae (empty here) and /latent-upscale-modes."""
 
     name: str = Field(..., description="Display name.")
+
+
+class UpscalerItem(BaseModel):
+    """An entry of /upscalers, in A1111's shape."""
+
+    name: str = Field(..., description="Name to send as hr_upscaler.")
+    model_name: str | None = Field(None, description="Upscaler model id; null for the PIL filters.")
+    model_path: str | None = Field(None, description="Always null: paths are not disclosed.")
+    model_url: str | None = Field(None, description="Always null.")
+    scale: float | None = Field(None, description="The model's native factor when known (A1111 says 4 for filters).")
 
 
 class PngInfoRequest(BaseModel):

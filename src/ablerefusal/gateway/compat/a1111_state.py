@@ -34,6 +34,8 @@ class A1111Run:
 @dataclass
 class A1111State:
     checkpoint: str | None = None
+    vae: str | None = None  # the sd_vae option set through /options (None: Automatic)
+    clip_skip: int = 1  # CLIP_stop_at_last_layers set through /options
     runs: list[A1111Run] = field(default_factory=list)
 
     def current(self, principal: Principal = OPEN) -> A1111Run | None:

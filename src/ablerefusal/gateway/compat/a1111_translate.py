@@ -1,4 +1,5 @@
-"""Pure translation between A1111 txt2img and our jobs: no I/O, so every rule is unit-testable.
+"""Pure translation between A1111 txt2img (and what img2img shares with it) and our jobs: no I/O, so every
+rule is unit-testable.
 
 One A1111 request of ``n_iter`` x ``batch_size`` becomes ``n_iter`` jobs of ``batch_size`` images. Seeds are
 fixed here (a random one for -1) so that image k of the request has seed ``seed + k`` exactly as in A1111,
@@ -9,11 +10,18 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from ablerefusal.gateway.compat.a1111_models import SamplerItem, SchedulerItem, SDModelItem, Txt2ImgRequest
+from ablerefusal.gateway.compat.a1111_hires import BUILTIN_UPSCALERS, plan_hires
+from ablerefusal.gateway.compat.a1111_models import (
+    A1111Request,
+    SamplerItem,
+    SchedulerItem,
+    SDModelItem,
+    Txt2ImgRequest,
+)
 from ablerefusal.gateway.compat.errors import CompatFieldError
 from ablerefusal.gateway.schemas import GenerateRequest, JobResult
 from ablerefusal.protocol import SEED_MAX, ModelInfo, SamplerInfo
@@ -86,7 +94,7 @@ def scheduler_items(table: Sequence[SamplerInfo]) -> list[SchedulerItem]:
 
 
 @dataclass(frozen=True)
-class Txt2ImgPlan:
+class A1111Plan:
     """What one A1111 request turns into: the jobs to queue and what the answer must report."""
 
     jobs: list[GenerateRequest]
@@ -94,6 +102,12 @@ class Txt2ImgPlan:
     sampler: SamplerInfo
     seeds: list[int]
     subseeds: list[int]
+    # A1111's extra_generation_params beyond the schedule (hires, mask blur) and its denoising_strength.
+    extra_params: dict[str, Any] = field(default_factory=dict)
+    denoising_strength: float | None = None
+
+
+Txt2ImgPlan = A1111Plan
 
 
 def _first_seed(seed: int, count: int, field: str, rng: random.Random) -> int:
@@ -108,14 +122,25 @@ def _first_seed(seed: int, count: int, field: str, rng: random.Random) -> int:
     return seed
 
 
-def plan_txt2img(
-    req: Txt2ImgRequest,
+@dataclass(frozen=True)
+class Common:
+    """The parts of a plan every A1111 generation request resolves the same way."""
+
+    model: ModelInfo
+    sampler: SamplerInfo
+    seed: int  # of the request's first image; image k has seed + k
+    subseed: int
+
+
+def resolve_common(
+    req: A1111Request,
     table: Sequence[SamplerInfo],
     models: Sequence[ModelInfo],
     current: ModelInfo,
     rng: random.Random,
-) -> Txt2ImgPlan:
-    """Resolve model, sampler and seeds, and build the jobs. Raises CompatFieldError on a bad field."""
+    count: int,
+) -> Common:
+    """Model, sampler and the first seeds of a request of ``count`` images. Raises CompatFieldError."""
     model = current
     checkpoint = (req.override_settings or {}).get("sd_model_checkpoint")
     if checkpoint is not None:
@@ -128,9 +153,24 @@ def plan_txt2img(
         # A1111 clients pick samplers by display name, so that is what an unknown name is answered with.
         names = [info.name for info in table] if exc.field == sampler_field else exc.available
         raise CompatFieldError(exc.field, exc.message, available=names) from exc
-    count = req.n_iter * req.batch_size
     seed = _first_seed(req.seed, count, "seed", rng)
     subseed = _first_seed(req.subseed, count, "subseed", rng)
+    return Common(model=model, sampler=sampler, seed=seed, subseed=subseed)
+
+
+def plan_txt2img(
+    req: Txt2ImgRequest,
+    table: Sequence[SamplerInfo],
+    models: Sequence[ModelInfo],
+    current: ModelInfo,
+    rng: random.Random,
+    upscalers: Sequence[str] = BUILTIN_UPSCALERS,
+) -> A1111Plan:
+    """Resolve model, sampler, seeds and the hires fix, and build the jobs. Raises CompatFieldError on a bad
+    field. ``upscalers``: what the ready workers announce (hr_upscaler may name those)."""
+    count = req.n_iter * req.batch_size
+    common = resolve_common(req, table, models, current, rng, count)
+    hires = plan_hires(req, upscalers)
     jobs = [
         GenerateRequest(
             prompt=req.prompt,
@@ -139,25 +179,26 @@ def plan_txt2img(
             height=req.height,
             steps=req.steps,
             cfg_scale=req.cfg_scale,
-            sampler=sampler.id,
-            seed=seed + i * req.batch_size,
+            sampler=common.sampler.id,
+            seed=common.seed + i * req.batch_size,
             batch_size=req.batch_size,
-            model=model.id,
+            model=common.model.id,
+            hires=hires.options if hires else None,
         )
         for i in range(req.n_iter)
     ]
-    return Txt2ImgPlan(
+    return A1111Plan(
         jobs=jobs,
-        model=model,
-        sampler=sampler,
-        seeds=[seed + k for k in range(count)],
-        subseeds=[subseed + k for k in range(count)],
+        model=common.model,
+        sampler=common.sampler,
+        seeds=[common.seed + k for k in range(count)],
+        subseeds=[common.subseed + k for k in range(count)],
+        extra_params=hires.infotext if hires else {},
+        denoising_strength=req.denoising_strength if hires else None,
     )
 
 
-def build_info(
-    req: Txt2ImgRequest, plan: Txt2ImgPlan, results: Sequence[JobResult], started: datetime
-) -> dict[str, Any]:
+def build_info(req: A1111Request, plan: A1111Plan, results: Sequence[JobResult], started: datetime) -> dict[str, Any]:
     """A1111's ``info`` object. Seeds and prompts line up with the images returned: when an interrupt or
     skip left some out, the ``all_*`` lists hold only the images that exist."""
     if len(results) == len(plan.seeds):
@@ -183,22 +224,23 @@ def build_info(
         "sampler_name": plan.sampler.name,
         "cfg_scale": req.cfg_scale,
         "steps": req.steps,
-        "batch_size": req.batch_size,
+        # Several init images make the batch one image per image, as in A1111.
+        "batch_size": len(plan.seeds) // req.n_iter,
         "restore_faces": False,
         "face_restoration_model": None,
         "sd_model_name": plan.model.id,
         "sd_model_hash": short_hash(plan.model),
-        "sd_vae_name": None,
+        "sd_vae_name": plan.jobs[0].vae if plan.jobs else None,
         "sd_vae_hash": None,
         "seed_resize_from_w": -1,
         "seed_resize_from_h": -1,
-        "denoising_strength": None,
-        "extra_generation_params": {"Schedule type": sched.label} if sched else {},
+        "denoising_strength": plan.denoising_strength,
+        "extra_generation_params": ({"Schedule type": sched.label} if sched else {}) | plan.extra_params,
         "index_of_first_image": 0,
         "infotexts": [r.infotext for r in results],
         "styles": req.styles,
         "job_timestamp": started.strftime("%Y%m%d%H%M%S"),
-        "clip_skip": 1,
-        "is_using_inpainting_conditioning": False,
+        "clip_skip": (plan.jobs[0].clip_skip if plan.jobs else None) or 1,
+        "is_using_inpainting_conditioning": plan.model.inpainting and any(j.mask for j in plan.jobs),
         "version": "ablerefusal",
     }

@@ -1,5 +1,6 @@
 """OpenAI Images API (``POST /v1/images/generations``, ``GET /v1/models``) on top of the gateway's queue:
-one request is one job of ``n`` images, submitted and awaited through the service layer."""
+one request is one job of ``n`` images, submitted and awaited through the service layer. Edits and
+variations (multipart) are in ``openai_edits``, on the same router."""
 
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ from ablerefusal.gateway.compat.routing import route_class, validation_field
 from ablerefusal.gateway.compat.waiting import wait_all
 from ablerefusal.gateway.deps import ServiceDep
 from ablerefusal.gateway.errors import ApiException
-from ablerefusal.gateway.schemas import JobStatus
+from ablerefusal.gateway.schemas import Job, JobStatus
+from ablerefusal.gateway.services import GatewayService
 
 
 def _error(
@@ -96,17 +98,25 @@ async def generate_images(body: ImagesRequest, request: Request, service: Servic
     model = pick_model(listing.models, body.model, listing.default)
     submitted = await service.submit(to_generate_request(body, model), principal=principal_of(request))
     (job,) = await wait_all(request, service, [submitted.id])
+    return await images_response(request, service, job, body.response_format, body.prompt)
+
+
+async def images_response(
+    request: Request, service: GatewayService, job: Job, response_format: str, prompt: str
+) -> ImagesResponse:
+    """OpenAI's answer for a finished job (generations, edits, variations); a job that did not complete is
+    a 500 in OpenAI's shape."""
     if job.status is not JobStatus.completed:
         reason = job.error.message if job.error else job.status.value
         code = "timeout" if job.status is JobStatus.timed_out else job.status.value
         raise CompatError(500, code, f"image generation {job.status.value}: {reason}")
     data: list[ImageData] = []
     for result in job.results:
-        if body.response_format == "b64_json":
+        if response_format == "b64_json":
             b64 = await png_base64(service.outputs, result.image_url)
-            data.append(ImageData(b64_json=b64, revised_prompt=body.prompt))
+            data.append(ImageData(b64_json=b64, revised_prompt=prompt))
         else:
-            data.append(ImageData(url=_base_url(request) + result.image_url, revised_prompt=body.prompt))
+            data.append(ImageData(url=_base_url(request) + result.image_url, revised_prompt=prompt))
     return ImagesResponse(created=int(job.created_at.timestamp()), data=data)
 
 

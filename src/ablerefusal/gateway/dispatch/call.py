@@ -20,18 +20,22 @@ import httpx
 from ablerefusal.gateway.dispatch.slots import DispatchWorker, WorkerSlot
 from ablerefusal.gateway.events import EventHub, JobImage, JobPreview, JobProgress
 from ablerefusal.gateway.jobs import ClaimedJob, JobStore
-from ablerefusal.gateway.schemas import TERMINAL_STATUSES, Job, JobError, JobResult, JobStatus
+from ablerefusal.gateway.jobs.shape import effective_loras, request_mode
+from ablerefusal.gateway.schemas import TERMINAL_STATUSES, GenerateRequest, Job, JobError, JobResult, JobStatus
 from ablerefusal.gateway.settings import Settings
 from ablerefusal.gateway.storage import ObjectStore
+from ablerefusal.gateway.uploads import UploadService
 from ablerefusal.gateway.workers.client import WorkerClient, WorkerError, WorkerUnreachable, error_from_event
 from ablerefusal.protocol import (
     SEED_MAX,
+    ControlNetUnit,
     DoneEvent,
     ErrorCode,
     ErrorEvent,
     GenerateCall,
     GeneratedEvent,
     GenerateItem,
+    GenerationMode,
     ImageEvent,
     ItemCancelledEvent,
     MemoryOptions,
@@ -61,6 +65,7 @@ class CallHost(Protocol):
     settings: Settings
     events: EventHub
     outputs: ObjectStore
+    uploads: UploadService
 
     def publish_final(self, job: Job) -> None: ...
 
@@ -88,6 +93,48 @@ def never_reached(exc: WorkerError) -> bool:
 
 def _to_job_error(exc: WorkerError) -> JobError:
     return JobError(code=exc.code, message=exc.message)
+
+
+def mode_fields(head: GenerateRequest) -> dict[str, Any]:
+    """The call's image-mode parameters, from the head job (coalesced jobs share them: jobs/shape.py). Only
+    what the mode reads is set, so a plain text-to-image call carries none of these fields and reads the
+    same to a worker that predates them."""
+    mode = request_mode(head)
+    fields: dict[str, Any] = {}
+    if mode is not GenerationMode.txt2img:
+        fields |= {"mode": mode, "denoising_strength": head.denoising_strength, "resize_mode": head.resize_mode}
+    if mode in (GenerationMode.inpaint, GenerationMode.outpaint):
+        fields |= {"mask_blur": head.mask_blur, "inpainting_fill": head.inpainting_fill}
+    if mode is GenerationMode.inpaint:
+        fields |= {
+            "mask_invert": head.mask_invert,
+            "inpaint_only_masked": head.inpaint_only_masked,
+            "inpaint_padding": head.inpaint_padding,
+        }
+    if head.outpaint is not None:
+        fields["outpaint"] = head.outpaint
+    if head.hires is not None:
+        fields["hires"] = head.hires
+    return fields
+
+
+def adapter_fields(head: GenerateRequest) -> dict[str, Any]:
+    """The call's adapters, from the head job (coalesced jobs share them: jobs/shape.py): the merged LoRA set
+    (prompt tags stay in the prompts; the worker strips them and this set wins), clip skip, VAE and the
+    ControlNet units (their images go per item). Only what is set, as for ``mode_fields``."""
+    fields: dict[str, Any] = {}
+    loras = effective_loras(head)
+    if loras:
+        fields["loras"] = loras
+    if head.clip_skip is not None:
+        fields["clip_skip"] = head.clip_skip
+    if head.vae is not None:
+        fields["vae"] = head.vae
+    if head.controlnets:
+        fields["controlnets"] = [
+            ControlNetUnit.model_validate(unit.model_dump(exclude={"image"})) for unit in head.controlnets
+        ]
+    return fields
 
 
 class Call:
@@ -134,7 +181,40 @@ class Call:
 
     # -- building ------------------------------------------------------------------------------------
 
-    def build(self, model: str) -> GenerateCall:
+    async def _input_images(self, job: ClaimedJob, cache: dict[str, str]) -> dict[str, Any] | None:
+        """The job's input images as the item carries them (base64 of the stored PNG), by field (ControlNet
+        images as ``control_images``, in unit order); None after failing the job when one of its uploads is
+        gone (deleted from storage since it was accepted)."""
+        images: dict[str, str] = {}
+        sources: list[tuple[str, str | None]] = [(f, getattr(job.request, f)) for f in ("init_image", "mask")]
+        sources += [(f"controlnets.{i}.image", unit.image) for i, unit in enumerate(job.request.controlnets)]
+        for field, upload_id in sources:
+            if upload_id is None:
+                continue
+            if upload_id not in cache:
+                # Reading from disk or the bucket blocks: off the loop (UploadService.load runs in a thread).
+                data = await self.host.uploads.load(upload_id)
+                if data is None:
+                    message = f"{field}: upload {upload_id} is no longer stored; upload the image again"
+                    await self._end(job.id, WorkerError(ErrorCode.invalid_request, message, retryable=False))
+                    return None
+                cache[upload_id] = base64.b64encode(data).decode("ascii")
+            images[field] = cache[upload_id]
+        controls = [images.pop(f"controlnets.{i}.image") for i in range(len(job.request.controlnets))]
+        return {**images, "control_images": controls} if controls else images
+
+    async def build(self, model: str) -> GenerateCall | None:
+        """The call for this claim, its parameters from the head job. Jobs whose input images are gone fail
+        here and leave the call; None when no job is left."""
+        cache: dict[str, str] = {}  # one read and one encoding per upload, however many jobs share it
+        inputs: dict[str, dict[str, Any]] = {}
+        for job in list(self.jobs):
+            found = await self._input_images(job, cache)
+            if found is not None:
+                inputs[job.id] = found
+        self.jobs = [j for j in self.jobs if j.id in inputs]
+        if not self.jobs:
+            return None
         head = self.jobs[0].request
         # A job that asked for previews gets them even when its watcher subscribes after the call started.
         watched = any(j.request.previews or self.host.events.wants_previews(j.id) for j in self.jobs)
@@ -154,12 +234,15 @@ class Call:
                     seeds=item_seeds(j.request.seed, j.request.batch_size),
                     # Sent only when it differs, so a uniform call reads the same to any worker version.
                     cfg_scale=None if j.request.cfg_scale == head.cfg_scale else j.request.cfg_scale,
+                    **inputs[j.id],
                 )
                 for j in self.jobs
             ],
             # Previews cost worker time: only when someone watches the job live and wants them.
             previews=watched,
             memory=MEMORY_SAVING if any(j.memory_saving for j in self.jobs) else None,
+            **mode_fields(head),
+            **adapter_fields(head),
         )
 
     # -- running -------------------------------------------------------------------------------------
@@ -170,7 +253,19 @@ class Call:
             err = WorkerError(ErrorCode.model_not_found, "no model requested and none configured", retryable=False)
             await self._fail_live(err)
             return
-        stream = asyncio.create_task(self._consume(self.build(model), model))
+        try:
+            call = await self.build(model)
+        except asyncio.CancelledError:
+            await asyncio.shield(self._give_back())
+            raise
+        except Exception as exc:
+            # The input images could not be read (a storage outage): retry, as for any gateway-side error.
+            log.exception("call %s: building it failed", self.call_id)
+            await self._fail_live(WorkerError(ErrorCode.internal, f"gateway error: {exc!r}", retryable=True))
+            return
+        if call is None:
+            return  # every job failed while building (its inputs are gone)
+        stream = asyncio.create_task(self._consume(call, model))
         watcher = asyncio.create_task(self._watch(stream))
         # The claim's own snapshots: announcing "running" costs no store read.
         for claimed in self.jobs:

@@ -31,6 +31,7 @@ from ablerefusal.gateway.jobs import ClaimedJob, JobStore
 from ablerefusal.gateway.schemas import Job, JobStatus
 from ablerefusal.gateway.settings import Settings
 from ablerefusal.gateway.storage import ObjectStore
+from ablerefusal.gateway.uploads import UploadService, make_upload_service
 
 log = logging.getLogger("ablerefusal.gateway.dispatch")
 
@@ -58,21 +59,32 @@ class Dispatcher:
         on_finished: Callable[[Job], None] | None = None,
         on_worker_lost: Callable[[DispatchWorker, str], None] | None = None,
         worker_changes: Callable[[float], Awaitable[None]] | None = None,
+        uploads: UploadService | None = None,
+        caller: str | None = None,
     ) -> None:
         """``workers`` is a live collection (or a function returning one) read on every round, so the
         pool may add and remove handles; ``on_finished`` is called with every job that reached a terminal
         state here (for metrics); ``on_worker_lost`` with a worker that broke or could not be reached
         during a call (the pool takes it out of rotation); ``worker_changes(timeout)`` returns when some
-        worker's readiness changed (the pool's ``wait_changed``), which wakes the dispatcher."""
+        worker's readiness changed (the pool's ``wait_changed``), which wakes the dispatcher; ``caller`` is
+        the gateway's id, sent to workers with every call."""
         self.store = store
         self.settings = settings
         self.outputs = outputs
+        # Where jobs' input images are read from when a call is built (the settings' store by default).
+        self.uploads = uploads if uploads is not None else make_upload_service(settings)
         self.events = events
         self._workers = workers
         self._on_finished = on_finished
         self._on_worker_lost = on_worker_lost
         self._worker_changes = worker_changes
+        self._caller = caller
+        # Where a cancel of a job running on another gateway goes (the fleet bus's NOTIFY); None: the
+        # other gateway finds the request in the store.
+        self.relay_cancel: Callable[[str], None] | None = None
         self.slots: dict[str, WorkerSlot] = {}
+        # Workers a claim is being made for now: with the calls in flight, what ``in_use`` reports.
+        self._claiming: dict[str, int] = {}
         self._calls: dict[str, Call] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         # Small follow-up tasks (cancels found by progress writes, client closes) kept referenced.
@@ -148,9 +160,23 @@ class Dispatcher:
             if call is not None:
                 await call.stop_item(job_id, JobStatus.cancelled)
                 job = await asyncio.to_thread(self.store.get, job_id)
+            elif self.relay_cancel is not None:
+                self.relay_cancel(job_id)
         elif job.status == JobStatus.cancelled:
             self.publish_final(job)
         return job
+
+    def stop_if_here(self, job_id: str) -> None:
+        """Another gateway recorded a cancel request for ``job_id``: stop it now if it runs here (the
+        call's watcher would find the request in the store at its next tick anyway)."""
+        call = self._calls.get(job_id)
+        if call is not None:
+            self.spawn(call.stop_item(job_id, JobStatus.cancelled))
+
+    def in_use(self, worker_id: str) -> bool:
+        """Whether a call or a claim of this dispatcher is on the worker (the pool hands back only unused ones)."""
+        slot = self.slots.get(worker_id)
+        return self._claiming.get(worker_id, 0) > 0 or (slot is not None and slot.inflight > 0)
 
     def publish_final(self, job: Job) -> None:
         self.events.publish_job(job)
@@ -227,7 +253,7 @@ class Dispatcher:
     def _slot(self, worker: DispatchWorker) -> WorkerSlot:
         slot = self.slots.get(worker.id)
         if slot is None:
-            slot = self.slots[worker.id] = WorkerSlot(worker.id)
+            slot = self.slots[worker.id] = WorkerSlot(worker.id, caller=self._caller)
         return slot
 
     def _free(self, worker: DispatchWorker) -> int:
@@ -257,12 +283,22 @@ class Dispatcher:
         ready = self._workers_now()
         for worker in idle:
             for _ in range(self._free(worker)):
+                # The pool may have taken the worker away meanwhile (its lease handed back or lapsing).
+                if worker.id not in {w.id for w in self._workers_now()}:
+                    break
                 jobs = await self._claim(worker)
                 if not jobs:
                     return
                 self._launch(worker, jobs, ready)
 
     async def _claim(self, worker: DispatchWorker) -> list[ClaimedJob]:
+        self._claiming[worker.id] = self._claiming.get(worker.id, 0) + 1
+        try:
+            return await self._claim_for(worker)
+        finally:
+            self._claiming[worker.id] -= 1
+
+    async def _claim_for(self, worker: DispatchWorker) -> list[ClaimedJob]:
         claim = asyncio.ensure_future(
             asyncio.to_thread(
                 self.store.claim,

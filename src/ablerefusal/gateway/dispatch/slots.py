@@ -43,6 +43,8 @@ class WorkerSlot:
     """Calls this gateway runs on one worker, and what it learnt from them."""
 
     worker_id: str
+    # The gateway's id, sent with every call so the worker can tell its callers apart.
+    caller: str | None = None
     inflight: int = 0
     # monotonic time before which no call goes to the worker (it said "busy", or could not be reached).
     paused_until: float = 0.0
@@ -73,7 +75,7 @@ class WorkerSlot:
         retired = None
         current = self._client
         if current is None or current.base_url != worker.url.rstrip("/"):
-            current = self._client = WorkerClient(worker.url, token=worker.token)
+            current = self._client = WorkerClient(worker.url, token=worker.token, caller=self.caller)
             self._users.setdefault(current, 0)
         self.inflight += 1
         self._users[current] += 1

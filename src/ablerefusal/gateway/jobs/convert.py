@@ -8,7 +8,8 @@ from typing import Any
 
 from pydantic import ConfigDict
 
-from ablerefusal.gateway.schemas import GenerateRequest, Job, JobError, JobResult, JobStatus
+from ablerefusal.gateway.schemas import GenerateRequest, Job, JobError, JobInputs, JobResult, JobStatus
+from ablerefusal.gateway.uploads import URL_PREFIX as UPLOADS_URL_PREFIX
 
 OUTPUTS_URL_PREFIX = "/outputs/"
 # Where the gateway serves a running job's latest preview (api/generate.py).
@@ -36,6 +37,17 @@ def result_from_row(row: Row) -> JobResult:
         metadata=dict(row["meta"] or {}),
         infotext=str(row["infotext"] or ""),
     )
+
+
+def inputs_of(request: GenerateRequest) -> JobInputs | None:
+    """The URLs of a stored request's input images (stored requests name them by upload id)."""
+    if request.init_image is None and request.mask is None:
+        return None
+
+    def url(upload_id: str | None) -> str | None:
+        return None if upload_id is None else UPLOADS_URL_PREFIX + upload_id
+
+    return JobInputs(init_image=url(request.init_image), mask=url(request.mask))
 
 
 def job_from_row(row: Row, results: Sequence[Row], queue_position: int | None, *, has_preview: bool = False) -> Job:
@@ -67,6 +79,7 @@ def job_from_row(row: Row, results: Sequence[Row], queue_position: int | None, *
         deadline_at=to_datetime(row["deadline_at"]),
         worker_id=row["worker_id"],
         request=request,
+        inputs=inputs_of(request),
         results=[result_from_row(r) for r in sorted(results, key=lambda r: int(r["idx"]))],
         error=JobError.model_validate(error) if error else None,
         preview_url=PREVIEW_URL.format(job_id=row["id"]) if has_preview and status == JobStatus.running else None,

@@ -9,7 +9,8 @@ Policy (issue 6, "Coalescing" and "Resident models"):
   compatible jobs) only while every job passed over became eligible less than ``max_skip_s`` ago. A job
   that has waited longer blocks everything behind it, so nothing starves.
 * The worker's loaded model is preferred only among jobs of the top priority.
-* A batch holds jobs with the same model, width, height, steps and sampler, and at most ``max_images``
+* A batch holds jobs with the same model, width, height, steps, sampler and coalescing shape (image mode,
+  its parameters and input sizes: jobs/shape.py), and at most ``max_images``
   images in total (the head job always goes, even if it alone exceeds the limit). Prompts, negative prompts,
   seeds and batch sizes are per item. The CFG scale is per item too when the worker applies guidance per
   image (``per_item_cfg``), as long as the batch is all guided (> 1) or all unguided (1, which drops the
@@ -37,11 +38,13 @@ class Candidate:
     cfg_scale: float
     batch_size: int
     eligible_since: float
+    # jobs/shape.py: mode, its parameters and the input image sizes ("" for plain text-to-image).
+    shape_key: str = ""
 
-    def shape(self, per_item_cfg: bool) -> tuple[str | None, int, int, int, str, float | bool]:
+    def shape(self, per_item_cfg: bool) -> tuple[str | None, int, int, int, str, float | bool, str]:
         """Parameters that must be equal for two jobs to share one pipeline call."""
         cfg = self.cfg_scale > 1.0 if per_item_cfg else self.cfg_scale
-        return (self.model, self.width, self.height, self.steps, self.sampler, cfg)
+        return (self.model, self.width, self.height, self.steps, self.sampler, cfg, self.shape_key)
 
 
 def _choose_head(ordered: Sequence[Candidate], loaded_model: str | None, now: float, max_skip_s: float) -> Candidate:

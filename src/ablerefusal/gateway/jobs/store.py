@@ -314,6 +314,7 @@ class JobStore:
         idempotency_key: str | None = None,
         body_hash: str | None = None,
         owner: str | None = None,
+        shape: str = "",
     ) -> Submitted:
         """Store a validated request as a queued job.
 
@@ -321,11 +322,12 @@ class JobStore:
         the same images. Raises ``QueueFull`` at ``max_queue_length`` queued jobs and
         ``IdempotencyConflict`` when ``idempotency_key`` was used with another body. ``body_hash`` is
         ``request_hash`` of the request as the client sent it, when ``request`` has had defaults filled
-        in since (the hash of ``request`` itself otherwise). ``owner`` is the submitting key's id.
+        in since (the hash of ``request`` itself otherwise). ``owner`` is the submitting key's id. ``shape``
+        is the job's coalescing shape (``jobs.shape.coalesce_shape``; "" for plain text-to-image).
         """
         body_hash = body_hash or request_hash(request)
         try:
-            return self._submit(request, body_hash, idempotency_key, owner)
+            return self._submit(request, body_hash, idempotency_key, owner, shape)
         except IntegrityError:
             if idempotency_key is None:
                 raise
@@ -344,7 +346,9 @@ class JobStore:
             raise IdempotencyConflict(key, row.id)
         return Submitted(self._get(conn, row.id), created=False)
 
-    def _submit(self, request: GenerateRequest, body_hash: str, key: str | None, owner: str | None) -> Submitted:
+    def _submit(
+        self, request: GenerateRequest, body_hash: str, key: str | None, owner: str | None, shape: str
+    ) -> Submitted:
         now = self._clock()
         with self._write() as conn:
             if conn.dialect.name == "postgresql":
@@ -388,6 +392,7 @@ class JobStore:
                         request_hash=body_hash,
                         idempotency_key=key,
                         owner=owner,
+                        shape=shape,
                         created_at=now,
                         deadline_at=now + timeout,
                         not_before=now,
@@ -466,6 +471,7 @@ class JobStore:
                     J.c.sampler,
                     J.c.cfg_scale,
                     J.c.batch_size,
+                    J.c.shape,
                     J.c.created_at,
                     J.c.not_before,
                 )
@@ -487,6 +493,7 @@ class JobStore:
                     cfg_scale=r.cfg_scale,
                     batch_size=r.batch_size,
                     eligible_since=max(r.created_at, r.not_before),
+                    shape_key=r.shape,
                 )
                 for r in rows
             ]

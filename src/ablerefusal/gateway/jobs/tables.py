@@ -93,3 +93,29 @@ previews = Table(
     Column("step", Integer, nullable=False),
     Column("image", Text, nullable=False),
 )
+
+# Remote workers registered by URL, shared by every gateway on the store (migration 0005). ``holder`` is
+# the gateway that may send the worker calls until ``lease_until`` (gateway/fleet/registry.py).
+workers = Table(
+    "ar_workers",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("url", String(512), nullable=False, unique=True),
+    # "config" (a gateway's workers.urls / --worker-url) or "api" (POST /api/v1/workers).
+    Column("source", String(16), nullable=False),
+    Column("added_at", Double, nullable=False),
+    # Key id (auth.key_id) of the admin key that registered it through the API; null otherwise.
+    Column("added_by", String(64), nullable=True),
+    Column("holder", String(128), nullable=True),
+    Column("lease_until", Double, nullable=True),
+)
+
+# Gateways alive on the store: each renews ``seen_until`` with its worker leases, so every gateway knows
+# how many share the registered workers.
+gateways = Table(
+    "ar_gateways",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("started_at", Double, nullable=False),
+    Column("seen_until", Double, nullable=False),
+)

@@ -7,6 +7,12 @@ shared with the worker so both sides refuse the same images.
 from __future__ import annotations
 
 from ablerefusal.gateway.uploads.models import Upload
-from ablerefusal.gateway.uploads.service import UploadError, UploadService, make_upload_service
+from ablerefusal.gateway.uploads.service import (
+    URL_PREFIX,
+    PreparedUpload,
+    UploadError,
+    UploadService,
+    make_upload_service,
+)
 
-__all__ = ["Upload", "UploadError", "UploadService", "make_upload_service"]
+__all__ = ["URL_PREFIX", "PreparedUpload", "Upload", "UploadError", "UploadService", "make_upload_service"]

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import re
+from dataclasses import dataclass
+
+from PIL import Image, UnidentifiedImageError
 
 from ablerefusal.gateway.settings import Settings
 from ablerefusal.gateway.storage import ObjectStore, make_object_store
@@ -37,6 +41,14 @@ class UploadError(ValueError):
         self.status = status
 
 
+@dataclass(frozen=True)
+class PreparedUpload:
+    """An image checked and normalised but not stored yet: a job checks all its images before storing any."""
+
+    png: bytes
+    upload: Upload
+
+
 class UploadService:
     def __init__(self, objects: ObjectStore, max_bytes: int, max_pixels: int, key_prefix: str = "") -> None:
         self.objects = objects
@@ -47,8 +59,8 @@ class UploadService:
     def _key(self, upload_id: str) -> str:
         return f"{self.key_prefix}{upload_id}.png"
 
-    def store(self, data: bytes) -> Upload:
-        """Check, normalise and store one image (blocking); raises UploadError naming the rule."""
+    def prepare(self, data: bytes) -> PreparedUpload:
+        """Check and normalise one image without storing it (blocking); raises UploadError naming the rule."""
         if len(data) > self.max_bytes:
             raise UploadError(f"image is {len(data)} bytes; the limit is {self.max_bytes}", status=413)
         try:
@@ -57,19 +69,45 @@ class UploadService:
             raise UploadError(str(exc)) from exc
         png = encode_png(decoded.image)
         upload_id = hashlib.sha256(png).hexdigest()
-        key = self._key(upload_id)
-        if not self.objects.exists(key):
-            self.objects.put(key, png, "image/png")
         width, height = decoded.image.size
-        return Upload(id=upload_id, width=width, height=height, url=f"{URL_PREFIX}{upload_id}")
+        return PreparedUpload(png, Upload(id=upload_id, width=width, height=height, url=f"{URL_PREFIX}{upload_id}"))
 
-    def store_inline(self, text: str) -> Upload:
-        """An image a request carries inline (base64 or a data: URL), stored as an upload (blocking)."""
+    def prepare_inline(self, text: str) -> PreparedUpload:
+        """An image a request carries inline (base64 or a data: URL), checked, not stored (blocking)."""
         try:
             data = base64_image_bytes(text, self.max_bytes)
         except InputImageError as exc:
             raise UploadError(str(exc)) from exc
-        return self.store(data)
+        return self.prepare(data)
+
+    def put(self, prepared: PreparedUpload) -> Upload:
+        """Store a prepared image (blocking); storing the same pixels again changes nothing."""
+        key = self._key(prepared.upload.id)
+        if not self.objects.exists(key):
+            self.objects.put(key, prepared.png, "image/png")
+        return prepared.upload
+
+    def store(self, data: bytes) -> Upload:
+        """Check, normalise and store one image (blocking); raises UploadError naming the rule."""
+        return self.put(self.prepare(data))
+
+    def store_inline(self, text: str) -> Upload:
+        """An image a request carries inline (base64 or a data: URL), stored as an upload (blocking)."""
+        return self.put(self.prepare_inline(text))
+
+    def describe(self, upload_id: str) -> Upload | None:
+        """The stored upload ``upload_id`` (its size read from the PNG header), or None when there is none
+        (blocking)."""
+        data = self.read(upload_id)
+        if data is None:
+            return None
+        try:
+            with Image.open(io.BytesIO(data), formats=["PNG"]) as image:
+                width, height = image.size
+        except (UnidentifiedImageError, OSError) as exc:
+            # Only this service writes there, so a stored object that is no PNG is damage, not input.
+            raise UploadError(f"stored upload {upload_id} is not a readable PNG: {exc}", status=500) from exc
+        return Upload(id=upload_id, width=width, height=height, url=f"{URL_PREFIX}{upload_id}")
 
     def read(self, upload_id: str) -> bytes | None:
         """The stored PNG, or None for an unknown (or malformed) id (blocking)."""

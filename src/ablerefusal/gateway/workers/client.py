@@ -3,7 +3,8 @@
 Errors are typed: every non-2xx answer becomes a ``WorkerError`` carrying the protocol's ``ErrorCode`` and
 ``retryable``; a refused connection, a timeout or a generation stream cut before its ``done``/``error``
 line becomes ``WorkerUnreachable`` (code ``worker_unreachable``, always retryable). A worker's token, when
-it has one, goes with every request as ``Authorization: Bearer``.
+it has one, goes with every request as ``Authorization: Bearer``; the calling gateway's id, when given, as
+``X-AbleRefusal-Caller`` (a worker logs who drives it, and says when two callers overlap).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from pydantic import ValidationError
 from ablerefusal.protocol import (
     EVENT_TYPES,
     RETRYABLE_CODES,
+    DetectRequest,
+    DetectResponse,
     DoneEvent,
     ErrorBody,
     ErrorCode,
@@ -26,6 +29,7 @@ from ablerefusal.protocol import (
     ErrorResponse,
     GenerateCall,
     ModelList,
+    PreprocessorList,
     WorkerEvent,
     WorkerInfo,
     parse_event,
@@ -34,6 +38,7 @@ from ablerefusal.protocol import (
 log = logging.getLogger(__name__)
 
 WORKER_UNREACHABLE = "worker_unreachable"
+CALLER_HEADER = "X-AbleRefusal-Caller"
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 # A generation stream may stay silent while the worker loads a model; deadlines and leases bound it.
 STREAM_TIMEOUT = httpx.Timeout(None, connect=5.0)
@@ -99,9 +104,12 @@ class WorkerClient:
         token: str | None = None,
         timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
         http: httpx.AsyncClient | None = None,
+        caller: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+        if caller:
+            self._headers[CALLER_HEADER] = caller
         self._http = http or httpx.AsyncClient(timeout=timeout)
         self._owns_http = http is None
 
@@ -150,8 +158,21 @@ class WorkerClient:
     async def info(self) -> WorkerInfo:
         return WorkerInfo.model_validate_json((await self._request("GET", "/v1/info")).content)
 
-    async def models(self) -> ModelList:
-        return ModelList.model_validate_json((await self._request("GET", "/v1/models")).content)
+    async def models(self, kind: str | None = None) -> ModelList:
+        """The worker's checkpoints, or with ``kind`` its files of that kind (lora, embedding, controlnet,
+        vae, upscaler)."""
+        params = {"kind": kind} if kind is not None else None
+        return ModelList.model_validate_json((await self._request("GET", "/v1/models", params=params)).content)
+
+    async def controlnet_preprocessors(self) -> PreprocessorList:
+        """The worker's ControlNet preprocessors, each with whether it runs there and why not."""
+        response = await self._request("GET", "/v1/controlnet/preprocessors")
+        return PreprocessorList.model_validate_json(response.content)
+
+    async def controlnet_detect(self, request: DetectRequest) -> DetectResponse:
+        """Run one ControlNet preprocessor on one image (the worker decodes and checks it)."""
+        response = await self._request("POST", "/v1/controlnet/detect", json=request.model_dump(mode="json"))
+        return DetectResponse.model_validate_json(response.content)
 
     async def cancel(self, call_id: str, job_id: str | None = None) -> bool:
         """Stop a call at its next step, or drop only ``job_id``'s item. False if the call is unknown
@@ -174,7 +195,9 @@ class WorkerClient:
         breaks or ends without ``done``/``error`` raises ``WorkerUnreachable``.
         """
         url = self.base_url + "/v1/generate"
-        body = call.model_dump(mode="json", exclude_none=True)
+        # Only the fields the caller set: a plain call then reads the same to a worker that predates a newer
+        # optional field (workers refuse unknown fields).
+        body = call.model_dump(mode="json", exclude_none=True, exclude_unset=True)
         try:
             async with self._http.stream(
                 "POST", url, json=body, headers=self._headers, timeout=STREAM_TIMEOUT

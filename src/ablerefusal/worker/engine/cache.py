@@ -48,6 +48,7 @@ class Resident:
     cpu_offload: bool = False  # accelerate model-offload hooks installed
     flags: dict[str, bool] = field(default_factory=dict)  # memory switches currently applied
     scheduler_config: dict[str, Any] = field(default_factory=dict)  # the model's own, before any sampler swap
+    lora_state: Any = None  # engine.adapters.loras.LoraState: the LoRAs loaded into this pipeline
 
     def __post_init__(self) -> None:
         if not self.scheduler_config:

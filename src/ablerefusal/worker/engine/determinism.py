@@ -14,8 +14,14 @@ from typing import Any
 
 import torch
 
+_ROWWISE = "_ablerefusal_rowwise"
+
 
 def _rowwise(module: torch.nn.Linear) -> None:
+    # Idempotent: LoRA loading adds linears to an already patched pipeline, which is then patched again.
+    if getattr(module, _ROWWISE, False):
+        return
+    setattr(module, _ROWWISE, True)
     original = module.forward
 
     def forward(x: torch.Tensor) -> torch.Tensor:
@@ -24,6 +30,13 @@ def _rowwise(module: torch.nn.Linear) -> None:
         return original(x)
 
     module.forward = forward  # type: ignore[method-assign,assignment]
+
+
+def make_module_batch_invariant(module: torch.nn.Module) -> None:
+    """The same row-by-row linears for a model used beside the pipeline (a ControlNet)."""
+    for sub in module.modules():
+        if isinstance(sub, torch.nn.Linear):
+            _rowwise(sub)
 
 
 def make_batch_invariant(pipe: Any) -> None:

@@ -40,6 +40,8 @@ MODEL_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 # A Hugging Face repo id, as the hub itself allows them: owner/name, 96 characters each at most.
 HUB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 _HASH_MAX_BYTES = 256 * 1024 * 1024  # hash small files at scan; big ones are hashed when first loaded
+# Checkpoint folders besides the top level: ours, and an AUTOMATIC1111 install's (models_dir may point at one).
+CHECKPOINT_DIRS = ("checkpoints", "models/Stable-diffusion")
 
 
 @dataclass
@@ -128,6 +130,11 @@ class ModelRegistry:
         self._scanned_listing: tuple[tuple[str, int, int], ...] | None = None
         self._hashes: dict[tuple[Path, int, int], str] = {}
 
+    def _roots(self) -> list[Path]:
+        """The folders whose children are checkpoints: the models directory and its checkpoint folders."""
+        root = self.models_dir
+        return [root, *(root / rel for rel in CHECKPOINT_DIRS if (root / rel).is_dir())]
+
     def _listing(self) -> tuple[tuple[str, int, int], ...]:
         """Names, sizes and mtimes two levels down: a model added, removed, replaced or still being copied
         (a component folder gaining its weights) changes it; reading it costs only stats."""
@@ -135,7 +142,7 @@ class ModelRegistry:
         if not root.is_dir():
             return ()
         out: list[tuple[str, int, int]] = []
-        for child in root.iterdir():
+        for child in (c for folder in self._roots() for c in folder.iterdir()):
             try:
                 paths = [child, *child.iterdir()] if child.is_dir() else [child]
             except OSError:  # unreadable folder: scan() reports it; its own entry still counts
@@ -161,9 +168,10 @@ class ModelRegistry:
         listing = self._listing()
         root = self.models_dir.resolve()
         if root.is_dir():
-            children = sorted(root.iterdir(), key=lambda p: (p.is_file(), p.name))
-            for child in children:
-                self._scan_one(child, root, scan)
+            for folder in self._roots():
+                children = sorted(folder.iterdir(), key=lambda p: (p.is_file(), p.name))
+                for child in children:
+                    self._scan_one(child, root, scan)
         for hub_id in self.hub_ids:
             if not HUB_ID_RE.match(hub_id) or ".." in hub_id:
                 scan.refused[hub_id] = "not a Hugging Face repo id (owner/name)"

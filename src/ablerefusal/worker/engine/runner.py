@@ -20,7 +20,6 @@ from ablerefusal.protocol import (
     GenerateItem,
     GenerationMode,
     MemoryOptions,
-    ModelFamily,
     ProgressEvent,
 )
 from ablerefusal.samplers import Sampler
@@ -113,33 +112,6 @@ def apply_memory(resident: Resident, call: GenerateCall, defaults: MemoryDefault
         resident.cpu_offload = False
 
 
-def _encode_prompts(
-    pipe: Any, family: ModelFamily, rows: list[Row], do_cfg: bool, device: DeviceInfo
-) -> dict[str, Any]:
-    prompts = [r.prompt for r in rows]
-    negatives = [r.negative_prompt for r in rows]
-    if family is ModelFamily.sd15:
-        pe, npe = pipe.encode_prompt(prompts, device.device, 1, do_cfg, negatives)
-        return {"prompt_embeds": pe, "negative_prompt_embeds": npe if do_cfg else None}
-    pe, npe, ppe, nppe = pipe.encode_prompt(
-        prompt=prompts,
-        device=device.device,
-        num_images_per_prompt=1,
-        do_classifier_free_guidance=do_cfg,
-        negative_prompt=negatives,
-    )
-    if do_cfg and pipe.config.force_zeros_for_empty_prompt:
-        # SDXL's convention for "no negative prompt" is zero embeddings; applied per row so that an item's
-        # images do not depend on whether its batch-mates have negatives.
-        empty = torch.tensor([n == "" for n in negatives], device=npe.device)
-        npe = torch.where(empty[:, None, None], torch.zeros_like(npe), npe)
-        nppe = torch.where(empty[:, None], torch.zeros_like(nppe), nppe)
-    out = {"prompt_embeds": pe, "pooled_prompt_embeds": ppe}
-    if do_cfg:
-        out |= {"negative_prompt_embeds": npe, "negative_pooled_prompt_embeds": nppe}
-    return out
-
-
 def generate(
     resident: Resident,
     call: GenerateCall,
@@ -149,8 +121,62 @@ def generate(
     defaults: MemoryDefaults,
     unet: Any | None = None,
     hold_dir: Path | None = None,
+    controlnets: Any | None = None,
+    adapters: Any | None = None,
 ) -> list[Generated]:
-    """Run the call; raises CallCancelledError at the first step boundary after a whole-call cancel."""
+    """Run the call with its adapters (``engine.adapters.CallAdapters``: LoRAs, embeddings, VAE, clip skip);
+    raises CallCancelledError at the first step boundary after a whole-call cancel.
+
+    Prompt embeddings are made per row first. Rows whose prompts need more 77-token chunks than others cannot
+    share a UNet batch without padding, which would change their pixels, so such a call runs one pipeline
+    pass per length, each item with its own rows (progress restarts at step 1 for each pass)."""
+    from ablerefusal.worker.engine.adapters import CallAdapters, RowText, adapters_applied, encode_rows, length_of
+
+    adapters = adapters or CallAdapters()
+    with adapters_applied(resident, adapters):
+        rows = rows_of(call)
+        with torch.inference_mode():
+            per_row = encode_rows(
+                resident.pipe,
+                resident.entry.family,
+                [RowText(r.prompt, r.negative_prompt) for r in rows],
+                is_guided(call),
+                device.device,
+                adapters,
+            )
+        if control.cancelled.is_set():
+            raise CallCancelledError
+        by_job = {r.job_id: length_of(e) for r, e in zip(rows, per_row, strict=True)}
+        lengths = sorted(set(by_job.values()))
+        if len(lengths) == 1:
+            return _generate_rows(
+                resident, call, sampler, control, device, defaults, per_row, unet, hold_dir, controlnets
+            )
+        out: dict[tuple[str, int], Generated] = {}
+        for length in lengths:
+            items = [item for item in call.items if by_job[item.job_id] == length]
+            part = call.model_copy(update={"items": items})
+            part_rows = [e for r, e in zip(rows, per_row, strict=True) if by_job[r.job_id] == length]
+            for generated in _generate_rows(
+                resident, part, sampler, control, device, defaults, part_rows, unet, hold_dir, controlnets
+            ):
+                out[(generated.row.job_id, generated.row.index)] = generated
+        return [out[(r.job_id, r.index)] for r in rows]
+
+
+def _generate_rows(
+    resident: Resident,
+    call: GenerateCall,
+    sampler: Sampler,
+    control: CallControl,
+    device: DeviceInfo,
+    defaults: MemoryDefaults,
+    per_row: list[dict[str, Any]],
+    unet: Any | None = None,
+    hold_dir: Path | None = None,
+    controlnets: Any | None = None,
+) -> list[Generated]:
+    """One pipeline pass over the call's rows, whose prompt embeddings (``per_row``) all have one length."""
     pipe, family = resident.pipe, resident.entry.family
     # 1. One row per image, in item order, each with its own seed.
     rows = rows_of(call)
@@ -190,10 +216,10 @@ def generate(
         pipe.unet = unet  # a warm compiled UNet sharing the eager one's weights
     try:
         with torch.inference_mode():
-            # 5. Prompt embeddings for every row at once.
-            embeds = _encode_prompts(pipe, family, rows, is_guided(call), device)
-            if control.cancelled.is_set():
-                raise CallCancelledError
+            # 5. Prompt embeddings of every row (made by ``generate``), as one batch.
+            from ablerefusal.worker.engine.adapters import stack
+
+            embeds = stack(per_row, is_guided(call))
             # 6. Denoise and decode (other modes: engine.modes, from the same rows, generators and embeddings).
             guidance = guidance_for([r.cfg_scale for r in rows], device.device)
             if call.mode is not GenerationMode.txt2img or call.hires is not None:
@@ -210,7 +236,14 @@ def generate(
                         on_step_end=on_step_end,
                         seeds=[r.seed for r in rows],
                         new_scheduler=lambda seeds: build_scheduler(sampler, resident.scheduler_config, seeds),
+                        controlnets=controlnets,
                     )
+                )
+            elif controlnets is not None:  # the call's ControlNet units (engine.controlnet.ControlNetInputs)
+                from ablerefusal.worker.engine.controlnet.pipeline import run_txt2img
+
+                images = run_txt2img(
+                    pipe, family, call, controlnets, [r.job_id for r in rows], embeds, guidance, generators, on_step_end
                 )
             else:
                 images = pipe(

@@ -36,4 +36,6 @@ def derive(base: Any, kind: Kind, scheduler: Any) -> Any:
             pipe.set_progress_bar_config(disable=True)
             per_base[kind] = pipe
     pipe.scheduler = scheduler
+    if pipe.vae is not base.vae:  # a call's VAE choice is swapped onto the base (engine.adapters.vae)
+        pipe.vae = base.vae
     return pipe

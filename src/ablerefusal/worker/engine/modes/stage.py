@@ -43,6 +43,8 @@ class Stage:
     # A fresh scheduler of the call's sampler for a pass over rows with these seeds (SDE samplers seed their
     # Brownian noise per image, so a pass over some rows needs those rows' seeds).
     new_scheduler: Callable[[list[int]], Any]
+    # The call's ControlNet units (engine.controlnet.pipeline.ControlNetInputs); mode img2img only.
+    controlnets: Any | None = None
 
 
 def run_mode(stage: Stage) -> list[Image.Image]:
@@ -69,10 +71,16 @@ def _common(stage: Stage, steps: int) -> dict[str, Any]:
 def _img2img(stage: Stage, images: list[Any], strength: float, steps: int) -> list[Image.Image]:
     if int(steps * strength) == 0:
         return list(images)
-    pipe = derive(stage.pipe, Kind.img2img, stage.new_scheduler(stage.seeds))
+    if stage.controlnets is not None:
+        from ablerefusal.worker.engine.controlnet.pipeline import img2img_with_controlnet
+
+        pipe, control = img2img_with_controlnet(stage, stage.new_scheduler(stage.seeds))
+    else:
+        pipe, control = derive(stage.pipe, Kind.img2img, stage.new_scheduler(stage.seeds)), {}
     return list(
         pipe(
             **_common(stage, steps),
+            **control,
             image=images if isinstance(images[0], Image.Image) else torch.cat(images),
             strength=strength,
             generator=stage.generators,
