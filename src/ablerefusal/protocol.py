@@ -156,6 +156,29 @@ class ControlMode(StrEnum):
     controlnet = "controlnet"
 
 
+def controlnet_conflict(
+    mode: GenerationMode, hires: bool, inpaint_only_masked: bool, inpainting_fill: InpaintingFill
+) -> tuple[str, str] | None:
+    """(field, rule) when ControlNet units cannot run with these call options, else None. Shared so the gateway
+    refuses at submit what a worker would refuse."""
+    if hires:
+        return "hires", "the hires fix does not run with controlnets"
+    if mode is GenerationMode.inpaint and inpaint_only_masked:
+        return "inpaint_only_masked", (
+            "does not run with controlnets (diffusers' ControlNet inpaint pipelines crop around the mask for a single "
+            "ControlNet only); inpaint the whole image"
+        )
+    if mode in (GenerationMode.inpaint, GenerationMode.outpaint) and inpainting_fill in (
+        InpaintingFill.latent_noise,
+        InpaintingFill.latent_nothing,
+    ):
+        return "inpainting_fill", (
+            f"{inpainting_fill.value} does not run with controlnets (diffusers' ControlNet inpaint pipelines take no "
+            "latents to start from); use fill or original"
+        )
+    return None
+
+
 class ControlNetUnit(_Wire):
     """One ControlNet unit of a call; its control image is per item (``GenerateItem.control_images``)."""
 

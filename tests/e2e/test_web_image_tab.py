@@ -47,7 +47,9 @@ def image_job(page: Page, gateway: Gateway) -> dict[str, Any]:
     return get_json(gateway, f"/api/v1/generate/{job_id}")
 
 
-def test_paint_a_mask_generate_and_see_the_result_beside_the_input(page: Page, gateway: Gateway, tmp_path: Path) -> None:
+def test_paint_a_mask_generate_and_see_the_result_beside_the_input(
+    page: Page, gateway: Gateway, tmp_path: Path
+) -> None:
     source = input_png(tmp_path / "input.png")
     page.goto("/#image")
     expect(page.get_by_role("heading", name="Image to image")).to_be_visible()
@@ -203,3 +205,34 @@ def test_hires_fix_returns_the_scaled_size(page: Page, gateway: Gateway) -> None
         "denoising_strength": pytest.approx(0.7),
     }
     assert get_image(gateway, job["results"][0]["image_url"]).size == (128, 128)
+
+
+def test_touch_painting_at_phone_width(page: Page, tmp_path: Path) -> None:
+    input_png(tmp_path / "input.png")
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto("/#image")
+    page.get_by_test_id("image-file").set_input_files(str(tmp_path / "input.png"))
+    canvas = page.get_by_role("application", name="Mask over the input image", exact=False)
+    expect(canvas).to_be_visible()
+    # The canvas keeps the page from scrolling under a finger that paints.
+    assert canvas.evaluate("el => getComputedStyle(el).touchAction") == "none"
+    # A finger's stroke as Chromium's touch input delivers it (pointer events of type "touch"), diagonally
+    # across the image.
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    assert box is not None
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Emulation.setTouchEmulationEnabled", {"enabled": True, "maxTouchPoints": 1})
+
+    def touch(kind: str, fx: float, fy: float) -> None:
+        points = [] if kind == "touchEnd" else [{"x": box["x"] + fx * box["width"], "y": box["y"] + fy * box["height"]}]
+        cdp.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": points})
+
+    touch("touchStart", 0.2, 0.2)
+    for i in range(1, 11):
+        touch("touchMove", 0.2 + i * 0.06, 0.2 + i * 0.06)
+    touch("touchEnd", 0.8, 0.8)
+    expect(page.get_by_test_id("mask-coverage")).to_contain_text("Mask covers")
+    # Nothing sticks out sideways on a phone.
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    screenshot(page, "image-tab-phone")

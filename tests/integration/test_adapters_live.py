@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -103,6 +104,8 @@ def test_models_are_listed_by_kind(http: httpx.Client) -> None:
     assert {k: m["family"] for k, m in listed("embedding").items()} == {"tiny-emb": "sd15", "tiny-emb-xl": "sdxl"}
     assert set(listed("vae")) == {"tiny-vae"}
     assert {k: m["family"] for k, m in listed("controlnet").items()} == {"control_tiny_canny": "sd15", "cn-xl": "sdxl"}
+    # Workers keep no upscaler model files yet (hires upscalers are announced in /v1/info): an empty listing.
+    assert listed("upscaler") == {}
     # The default kind is unchanged: checkpoints only.
     assert set(listed("checkpoint")) == {MODEL} == {m["id"] for m in http.get("/api/v1/models").json()["models"]}
 
@@ -114,6 +117,8 @@ def test_models_are_listed_by_kind(http: httpx.Client) -> None:
         ({"loras": [{"name": "ink"}, {"name": "ink-xl"}]}, "loras.1.name", ["sdxl", "sd15", MODEL]),
         ({"prompt": "a cat <lora:nope:0.5>"}, "prompt", ["<lora:nope:0.5>", "unknown LoRA"]),
         ({"prompt": "a cat <lora:ink-xl:1>"}, "prompt", ["sdxl", "sd15"]),
+        # Two bad tags: one entry for the prompt, saying both.
+        ({"prompt": "x <lora:nope:1> <lora:ink-xl:1>"}, "prompt", ["'nope'", "'ink-xl' is for sdxl"]),
         ({"vae": "nope"}, "vae", ["unknown VAE", "tiny-vae"]),
         ({"controlnets": [{"model": "cn-xl", "image": "IMAGE"}]}, "controlnets.0.model", ["sdxl", "sd15"]),
         ({"controlnets": [{"model": "nope", "image": "IMAGE"}]}, "controlnets.0.model", ["control_tiny_canny"]),
@@ -196,6 +201,14 @@ def test_webuiapi_txt2img_with_lora_tag_vae_clip_skip_and_controlnet_unit(gatewa
     )
     assert len(result.images) == 1 and result.images[0].size == (64, 64)
     assert (result.info["sd_vae_name"], result.info["clip_skip"]) == ("tiny-vae", 2)
+    # The image's parameters, as A1111's PNG Info reads them, name every adapter.
+    parsed = api.png_info(result.image).info
+    assert parsed == result.info["infotexts"][0]
+    for part in ('Lora hashes: "ink: ', "Clip skip: 2", "VAE: tiny-vae", "VAE hash: "):
+        assert part in parsed, (part, parsed)
+    unit_line = re.search(r'ControlNet 0: "([^"]*)"', parsed)
+    assert unit_line is not None, parsed
+    assert "Module: canny" in unit_line[1] and "Weight: 0.9" in unit_line[1], unit_line[1]
     job = http.get("/api/v1/generate", params={"limit": 1}).json()["items"][0]
     request = job["request"]
     assert request["prompt"] == "a red cube <lora:ink:0.8>"
@@ -246,3 +259,29 @@ def test_cli_generate_with_adapters(gateway: Gateway, tmp_path: Path) -> None:
     assert (unit["model"], unit["preprocessor"], unit["weight"]) == ("control_tiny_canny", "canny", 0.7)
     bad = subprocess.run([*argv[:-8], "--lora", "nope"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1 and "loras.0.name" in bad.stderr
+
+
+def test_a1111_img2img_unit_without_image_uses_the_init_image(http: httpx.Client) -> None:
+    square = base64.b64encode(square_png()).decode()
+    unit = {"module": "none", "model": "control_tiny_canny", "weight": 0.5}
+    body = {
+        "prompt": "a red cube", "init_images": [square], "denoising_strength": 0.6, "width": 64, "height": 64,
+        "steps": 2, "sampler_name": "Euler", "alwayson_scripts": {"controlnet": {"args": [unit]}},
+    }  # fmt: skip
+    resp = http.post("/sdapi/v1/img2img", json=body)
+    assert resp.status_code == 200, resp.text
+    request = http.get("/api/v1/generate", params={"limit": 1}).json()["items"][0]["request"]
+    (cn,) = request["controlnets"]
+    assert cn["image"] == request["init_image"] and (cn["preprocessor"], cn["weight"]) == ("none", 0.5)
+
+
+def test_a_lora_copied_in_is_usable_at_once(http: httpx.Client, adapter_models: Path) -> None:
+    # The gateway keeps listings for a few seconds; a name it does not know yet is looked up again.
+    assert "ink" in {m["id"] for m in http.get("/api/v1/models", params={"kind": "lora"}).json()["models"]}
+    copy = adapter_models / "loras" / "ink-copy.safetensors"
+    copy.write_bytes((adapter_models / "loras" / "ink.safetensors").read_bytes())
+    try:
+        job = run(http, loras=[{"name": "ink-copy", "weight": 0.5}])
+        assert job["status"] == "completed", job
+    finally:
+        copy.unlink()

@@ -175,6 +175,17 @@ def test_infotext_has_the_unit_line(cn_client: TestClient, cn_models_dir: Path) 
     assert event.metadata["controlnets"][0]["model"] == "tiny-controlnet-sd15-single"
 
 
+INPAINT_CASES = {
+    "inpaint": {"mode": "inpaint", "denoising_strength": 0.8},
+    "only-masked": {"mode": "inpaint", "denoising_strength": 0.8, "inpaint_only_masked": True, "inpaint_padding": 8},
+    "outpaint": {
+        "mode": "outpaint",
+        "denoising_strength": 0.8,
+        "outpaint": {"left": 16, "right": 0, "top": 0, "bottom": 16},
+    },
+}
+
+
 def _refusal(client: TestClient, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     resp = client.post("/v1/generate", json=body)
     return resp.status_code, resp.json()["error"]
@@ -221,13 +232,24 @@ def _item(**over: Any) -> dict[str, Any]:
             {
                 "controlnets": [unit(CN["sd15"])],
                 "mode": "inpaint",
+                "inpainting_fill": "latent_noise",
                 "items": [_item(init_image=square_png(), mask=square_png())],
             },
             400,
-            "controlnets",
-            "txt2img and img2img",
+            "inpainting_fill",
+            "does not run with controlnets",
         ),
-        ({"controlnets": [unit(CN["sd15"])], "hires": {"scale": 1.5}}, 400, "controlnets", "without hires"),
+        ({"controlnets": [unit(CN["sd15"])], "hires": {"scale": 1.5}}, 400, "hires", "does not run with controlnets"),
+        (
+            {
+                "controlnets": [unit(CN["sd15"])],
+                **INPAINT_CASES["only-masked"],
+                "items": [_item(init_image=square_png(), mask=square_png())],
+            },
+            400,
+            "inpaint_only_masked",
+            "does not run with controlnets",
+        ),
     ],
 )
 def test_bad_units_are_refused_naming_the_field(
@@ -296,6 +318,23 @@ def test_img2img_with_controlnet(cn_client: TestClient, family: str) -> None:
     plain = run([])
     assert np.array_equal(run([unit(CN[family], weight=0.0)]), plain)
     assert np.abs(run([unit(CN[family], weight=1.0)]).astype(int) - plain.astype(int)).mean() > 1.0
+
+
+@pytest.mark.parametrize(("family", "case"), [("sd15", "inpaint"), ("sd15", "outpaint"), ("sdxl", "inpaint")])
+def test_inpaint_and_outpaint_with_controlnet(cn_client: TestClient, family: str, case: str) -> None:
+    mask = square_png(box=(8, 8, 40, 40))
+    item: dict[str, Any] = {"job_id": "job-1", "prompt": "a red cat", "seeds": [42], "init_image": circle_png()}
+    if case != "outpaint":
+        item["mask"] = mask
+
+    def run(units: list[dict[str, Any]]) -> np.ndarray:
+        control = {"control_images": [square_png()]} if units else {}
+        body = call_body(MODEL[family], items=[{**item, **control}], controlnets=units, steps=4, **INPAINT_CASES[case])
+        return pixels(images(run_call(cn_client, body))[("job-1", 0)])
+
+    plain = run([])
+    assert np.array_equal(run([unit(CN[family], weight=0.0)]), plain)
+    assert np.abs(run([unit(CN[family], weight=1.0)]).astype(int) - plain.astype(int)).mean() > 0.5
 
 
 def test_controlnet_listing(cn_client: TestClient) -> None:

@@ -49,8 +49,11 @@ def test_coalesced_prompts_of_different_lengths_equal_each_alone(adapter_client:
         {"job_id": "long", "prompt": ", ".join(f"word{i}" for i in range(50)), "seeds": [1]},
         {"job_id": "short", "prompt": "a (small:1.2) dog", "negative_prompt": "blurry BREAK dark", "seeds": [2, 3]},
     ]
-    together = images(run_call(adapter_client, call_body("tiny-sd15", items=items)))
+    # Previews on: each pass previews its own first live row.
+    events = run_call(adapter_client, call_body("tiny-sd15", items=items, previews=True))
+    together = images(events)
     assert set(together) == {("long", 0), ("short", 0), ("short", 1)}
+    assert all(e.preview for e in events if e.type == "progress")
     for item in items:
         alone = images(run_call(adapter_client, call_body("tiny-sd15", items=[item])))
         for key, event in alone.items():

@@ -31,9 +31,17 @@ class _Check:
     model: ModelInfo | None  # the job's checkpoint, when the workers list it
     errors: list[FieldError] = field(default_factory=list)
     available: dict[ModelKind, list[str]] = field(default_factory=dict)
+    refreshed: set[ModelKind] = field(default_factory=set)
 
     async def name(self, kind: ModelKind, name: str, where: str, *, tag: str | None = None) -> None:
-        found, listing = await self.catalog.find(kind, name)
+        listing = await self.catalog.listing(kind)
+        found = next((m for m in listing if m.id == name), None)
+        if found is None and kind not in self.refreshed:
+            # A file copied in since the kept listing was read counts: read once more (once per kind, so a
+            # request full of unknown names costs the workers one listing each, not one per name).
+            self.refreshed.add(kind)
+            listing = await self.catalog.listing(kind, refresh=True)
+            found = next((m for m in listing if m.id == name), None)
         noun = _NOUNS[kind]
         subject = f"{tag} names {noun} {name!r}" if tag else f"{noun} {name!r}"
         if found is None:
@@ -111,5 +119,10 @@ async def check_adapters(request: GenerateRequest, model_id: str | None, catalog
         if len(check.available) == 1:
             available = next(iter(check.available.values()))
     if problems:
-        message = "; ".join(f"{p.field}: {p.message}" for p in problems)
-        raise ApiException(400, "invalid_request", message, details=problems, available=available)
+        # One entry per field: two bad tags are one `prompt` entry saying both.
+        merged_details: dict[str, list[str]] = {}
+        for problem in problems:
+            merged_details.setdefault(problem.field, []).append(problem.message)
+        details = [FieldError(field=f, message="; ".join(messages)) for f, messages in merged_details.items()]
+        message = "; ".join(f"{d.field}: {d.message}" for d in details)
+        raise ApiException(400, "invalid_request", message, details=details, available=available)

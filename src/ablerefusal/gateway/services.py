@@ -303,11 +303,11 @@ class GatewayService:
     def models(self) -> ModelsResponse:
         return ModelsResponse(models=self.pool.models(), default=self.default_model())
 
-    async def models_of_kind(self, kind: ModelKind, *, refresh: bool = False) -> ModelsResponse:
+    async def models_of_kind(self, kind: ModelKind) -> ModelsResponse:
         """Models of one kind on the ready workers; ``default`` is set for checkpoints only."""
         if kind is ModelKind.checkpoint:
             return self.models()
-        return ModelsResponse(models=await self.catalog.listing(kind, refresh=refresh), default=None)
+        return ModelsResponse(models=await self.catalog.listing(kind), default=None)
 
     async def ready(self, *, show_workers: bool = True) -> ReadyResponse:
         """Readiness; without ``show_workers`` worker URLs and errors (internal addresses) are withheld."""

@@ -416,9 +416,7 @@ class WorkerService:
     def preprocessors(self) -> PreprocessorList:
         from ablerefusal.worker.engine.controlnet.preprocess import list_preprocessors
 
-        return PreprocessorList(
-            preprocessors=list_preprocessors(self.settings.models_dir, self.settings.allow_pickle)
-        )
+        return PreprocessorList(preprocessors=list_preprocessors(self.settings.models_dir, self.settings.allow_pickle))
 
     def controlnet_models(self) -> ModelList:
         entries = self.controlnets.scan()

@@ -105,7 +105,8 @@ export function ImageInput(props: {
       ) : null}
       <ErrorNotice error={error} title="Image not used" />
       {upload ? (
-        <MaskEditor image={upload} alt="Input image" history={history} onHistory={onHistory} />
+        // Keyed by the image: a new one starts with its own brush size and keyboard position.
+        <MaskEditor key={upload.id} image={upload} alt="Input image" history={history} onHistory={onHistory} />
       ) : (
         <p className="drop-zone muted">Drop a PNG, JPEG or WebP image here, choose one, or use “Send to image” on any result.</p>
       )}

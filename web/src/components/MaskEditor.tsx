@@ -209,7 +209,8 @@ export function MaskEditor(props: { image: MaskImage; alt: string; history: Mask
           Invert mask
         </button>
       </div>
-      <div className="mask-stage">
+      {/* Sized by the image's known shape, so the canvas has its box before the picture loads (lazily). */}
+      <div className="mask-stage" style={{ aspectRatio: `${width} / ${height}` }}>
         <AuthImage src={image.url} alt={alt} className="mask-image" />
         <canvas
           id="mask"

@@ -4,7 +4,7 @@ upscalers (worker ``GET /v1/models?kind=``).
 Checkpoints come from the pool's probes (every probe reads them). The other kinds are asked for only when
 something needs them (a job naming a LoRA, a listing), and kept for ``ttl_s``: a plain job costs no worker
 request, and a burst of adapter jobs costs one per worker. A name missing from a kept listing is looked up
-again before a job is refused (``find``), so a file copied into ``models/loras`` is usable at once.
+again before a job is refused (gateway/adapters.py), so a file copied into ``models/loras`` is usable at once.
 """
 
 from __future__ import annotations
@@ -82,16 +82,6 @@ class ModelCatalog:
             self._kept[kind] = _Listing(time.monotonic(), workers, models)
             return models
 
-    async def find(self, kind: ModelKind, name: str) -> tuple[ModelInfo | None, list[ModelInfo]]:
-        """The model of ``kind`` with id ``name`` (read again once when the kept listing lacks it), and the
-        listing it was looked up in."""
-        models = await self.listing(kind)
-        found = next((m for m in models if m.id == name), None)
-        if found is None:
-            models = await self.listing(kind, refresh=True)
-            found = next((m for m in models if m.id == name), None)
-        return found, models
-
     async def preprocessors(self) -> list[PreprocessorInfo]:
         """ControlNet preprocessors of the ready workers, one entry per id (available if any worker runs it)."""
         handles = self.pool.ready_handles()
@@ -125,7 +115,14 @@ class ModelCatalog:
         client = WorkerClient(handle.url, token=handle.token, http=http)
         try:
             listed = await client.models(kind.value)
-        except (WorkerError, ValueError) as exc:
+        except WorkerError as exc:
+            if exc.status_code == 400:
+                # A worker that has no files of this kind (upscaler models, on this version) says so with a 400.
+                log.debug("worker lists no %s models: %s", kind.value, exc, extra={"worker_id": handle.id})
+                return []
+            log.warning("listing %s models failed: %s", kind.value, exc, extra={"worker_id": handle.id})
+            return []
+        except ValueError as exc:
             # That worker's files are left out; the probe decides whether it stays in rotation.
             log.warning("listing %s models failed: %s", kind.value, exc, extra={"worker_id": handle.id})
             return []

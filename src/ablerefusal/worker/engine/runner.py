@@ -200,8 +200,10 @@ def _generate_rows(
         preview = None
         live = control.live_jobs()
         if call.previews and live and step % call.preview_every == 0:
-            first = next(n for n, r in enumerate(rows) if r.job_id == live[0])
-            preview = latent_preview(tensors["latents"][first], family)
+            # The first live row of this pass (a call split by prompt length runs some items per pass).
+            first = next((n for n, r in enumerate(rows) if r.job_id in live), None)
+            if first is not None:
+                preview = latent_preview(tensors["latents"][first], family)
         control.emit(
             ProgressEvent(call_id=control.call_id, step=step, total=p.num_timesteps, preview=preview, job_ids=live)
         )

@@ -151,16 +151,14 @@ class LoadedUnit:
     mode: ControlMode
 
 
-def controlnet_pipeline(
-    base: Any, family: ModelFamily, units: list[LoadedUnit], guided: bool, img2img: bool = False
-) -> Any:
-    """The ControlNet text-to-image (or image-to-image) pipeline over ``base``'s modules (no weights copied),
-    for these units."""
+def controlnet_pipeline(base: Any, family: ModelFamily, units: list[LoadedUnit], guided: bool, kind: str = "") -> Any:
+    """The ControlNet pipeline over ``base``'s modules (no weights copied) for these units: text-to-image, or
+    with ``kind`` "Img2Img" or "Inpaint" those variants."""
     import diffusers
 
     multi = _multi_class()([u.model for u in units], [u.mode for u in units], family, guided)
     name = "StableDiffusionXLControlNet" if family is ModelFamily.sdxl else "StableDiffusionControlNet"
-    cls = getattr(diffusers, name + ("Img2ImgPipeline" if img2img else "Pipeline"))
+    cls = getattr(diffusers, f"{name}{kind}Pipeline")
     from diffusers.utils import logging as diffusers_logging
 
     # from_pipe casts the new ControlNet container with ``to()``, and diffusers warns about that on every call.
@@ -184,10 +182,11 @@ def _batch(images: list[Any]) -> torch.Tensor:
     return torch.from_numpy(stacked).permute(0, 3, 1, 2)
 
 
-def controlnet_arguments(units: list[LoadedUnit], images: list[list[Any]], img2img: bool = False) -> dict[str, Any]:
-    """The pipeline call's ControlNet arguments; ``images[u]`` holds unit u's image for every row."""
+def controlnet_arguments(units: list[LoadedUnit], images: list[Any], key: str = "image") -> dict[str, Any]:
+    """The pipeline call's ControlNet arguments; ``images[u]`` is unit u's (rows, 3, H, W) batch, or its one PIL
+    image for a one-row pass."""
     return {
-        "control_image" if img2img else "image": [_batch(unit_images) for unit_images in images],
+        key: images,
         "controlnet_conditioning_scale": [u.weight for u in units],
         "control_guidance_start": [u.start for u in units],
         "control_guidance_end": [u.end for u in units],
@@ -227,7 +226,7 @@ def run_txt2img(
     return list(
         pipe(
             **embeds,
-            **controlnet_arguments(units, images),
+            **controlnet_arguments(units, [_batch(unit_images) for unit_images in images]),
             width=call.width,
             height=call.height,
             num_inference_steps=call.steps,
@@ -258,7 +257,24 @@ def img2img_with_controlnet(stage: Any, scheduler: Any) -> tuple[Any, dict[str, 
 
     family = ModelFamily.sdxl if getattr(stage.pipe, "text_encoder_2", None) is not None else ModelFamily.sd15
     units = loaded_units(stage.call, stage.controlnets)
-    pipe = controlnet_pipeline(stage.pipe, family, units, guided=stage.guidance > 1.0, img2img=True)
+    pipe = controlnet_pipeline(stage.pipe, family, units, guided=stage.guidance > 1.0, kind="Img2Img")
     pipe.scheduler = scheduler
     images = prepare_control_images(stage.call, stage.job_ids, stage.controlnets.models_dir)
-    return pipe, controlnet_arguments(units, images, img2img=True)
+    return pipe, controlnet_arguments(units, [_batch(unit_images) for unit_images in images], "control_image")
+
+
+def inpaint_with_controlnet(
+    stage: Any, rows: range, scheduler: Any, size: tuple[int, int]
+) -> tuple[Any, dict[str, Any]]:
+    """For an inpaint / outpaint pass of a ``modes.Stage`` over ``rows``: the ControlNet inpaint pipeline and its
+    ControlNet arguments, the control maps fitted to the working ``size`` (an outpaint canvas is larger than the
+    call's size). "Only masked" inpainting is refused before (``units.check_units``)."""
+    from ablerefusal.worker.engine.controlnet.units import prepare_control_images
+
+    family = ModelFamily.sdxl if getattr(stage.pipe, "text_encoder_2", None) is not None else ModelFamily.sd15
+    units = loaded_units(stage.call, stage.controlnets)
+    pipe = controlnet_pipeline(stage.pipe, family, units, guided=stage.guidance > 1.0, kind="Inpaint")
+    pipe.scheduler = scheduler
+    job_ids = [stage.job_ids[r] for r in rows]
+    images = prepare_control_images(stage.call, job_ids, stage.controlnets.models_dir, size)
+    return pipe, controlnet_arguments(units, [_batch(u) for u in images], "control_image")

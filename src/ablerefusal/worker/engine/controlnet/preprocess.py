@@ -250,7 +250,9 @@ def _high_quality_resize(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if (x.shape[1], x.shape[0]) == size:
         return x
     smaller = size[0] * size[1] < x.shape[0] * x.shape[1]
-    colors = len(np.unique(x.reshape(-1, x.shape[2]), axis=0))
+    # Distinct colours, counted on packed RGB (np.unique over rows is ~50x slower on a 512x512 map).
+    packed = (x[..., 0].astype(np.uint32) << 16) | (x[..., 1].astype(np.uint32) << 8) | x[..., 2]
+    colors = len(np.unique(packed))
     binary = colors == 2 and x.min() < 16 and x.max() > 240
     if 2 < colors < 200:
         interpolation = cv2.INTER_NEAREST

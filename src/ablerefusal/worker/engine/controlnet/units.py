@@ -1,7 +1,8 @@
 """A call's ControlNet units: checked before the call takes the device, and their control images prepared.
 
 Checks (each a 400 naming the field): every unit's model exists and is of the call model's family, its
-preprocessor is known and available, the call is one the ControlNet pipelines run (txt2img without hires),
+preprocessor is known and available, the call's options are ones the ControlNet pipelines run
+(``protocol.controlnet_conflict``: no hires fix, no only-masked inpainting, no latent fills),
 guidance_start <= guidance_end, and every item brings one decodable control image per unit.
 
 Preparation per item and unit: decode, run the preprocessor at ``processor_res`` (or at the call's size with
@@ -23,9 +24,9 @@ from ablerefusal.protocol import (
     ControlMode,
     ControlNetUnit,
     GenerateCall,
-    GenerationMode,
     ModelFamily,
     ResizeMode,
+    controlnet_conflict,
 )
 from ablerefusal.worker.engine.controlnet.models import ControlNetEntry, ControlNetRegistry
 from ablerefusal.worker.engine.controlnet.preprocess import (
@@ -68,12 +69,10 @@ def check_units(
                     f"items.{n}.control_images: the call has no controlnets", field=f"items.{n}.control_images"
                 )
         return []
-    if call.mode not in (GenerationMode.txt2img, GenerationMode.img2img) or call.hires is not None:
-        raise InvalidRequestError(
-            "controlnets: ControlNet runs in modes txt2img and img2img, without hires, on this worker "
-            f"(the call asks for {call.mode.value}{' with hires' if call.hires else ''})",
-            field="controlnets",
-        )
+    conflict = controlnet_conflict(call.mode, call.hires is not None, call.inpaint_only_masked, call.inpainting_fill)
+    if conflict is not None:
+        field, rule = conflict
+        raise InvalidRequestError(f"{field}: {rule}", field=field)
     entries = []
     for u, unit in enumerate(call.controlnets):
         entry = registry.get(unit.model, f"controlnets.{u}.model")
@@ -114,14 +113,16 @@ def control_map(unit: ControlNetUnit, image: Image.Image, width: int, height: in
     return Image.fromarray(fit_control_map(detected, width, height, unit.resize_mode))
 
 
-def prepare_control_images(call: GenerateCall, job_ids: list[str], models_dir: Path) -> list[list[Image.Image]]:
-    """Per unit, the control image of every row (``job_ids`` gives each row's job, in row order)."""
+def prepare_control_images(
+    call: GenerateCall, job_ids: list[str], models_dir: Path, size: tuple[int, int] | None = None
+) -> list[list[Image.Image]]:
+    """Per unit, the control image of every row (``job_ids`` gives each row's job, in row order), fitted to
+    ``size`` (default: the call's width and height)."""
+    width, height = size or (call.width, call.height)
     per_item: dict[str, list[Image.Image]] = {}
     for n, item in enumerate(call.items):
         per_item[item.job_id] = [
-            control_map(
-                unit, decode_control_image(text, f"items.{n}.control_images.{u}"), call.width, call.height, models_dir
-            )
+            control_map(unit, decode_control_image(text, f"items.{n}.control_images.{u}"), width, height, models_dir)
             for u, (unit, text) in enumerate(zip(call.controlnets, item.control_images, strict=True))
         ]
     return [[per_item[job][u] for job in job_ids] for u in range(len(call.controlnets))]

@@ -43,7 +43,7 @@ class Stage:
     # A fresh scheduler of the call's sampler for a pass over rows with these seeds (SDE samplers seed their
     # Brownian noise per image, so a pass over some rows needs those rows' seeds).
     new_scheduler: Callable[[list[int]], Any]
-    # The call's ControlNet units (engine.controlnet.pipeline.ControlNetInputs); mode img2img only.
+    # The call's ControlNet units (engine.controlnet.pipeline.ControlNetInputs): img2img, inpaint, outpaint.
     controlnets: Any | None = None
 
 
@@ -100,7 +100,14 @@ def _inpaint(stage: Stage, inputs: list[ItemInputs]) -> list[Image.Image]:
     groups = [range(r, r + 1) for r in range(len(inputs))] if only_masked else [range(len(inputs))]
     out: list[Image.Image] = []
     for rows in groups:
-        pipe = derive(stage.pipe, Kind.inpaint, stage.new_scheduler(stage.seeds[rows.start : rows.stop]))
+        scheduler = stage.new_scheduler(stage.seeds[rows.start : rows.stop])
+        control: dict[str, Any] = {}
+        if stage.controlnets is not None:
+            from ablerefusal.worker.engine.controlnet.pipeline import inpaint_with_controlnet
+
+            pipe, control = inpaint_with_controlnet(stage, rows, scheduler, (width, height))
+        else:
+            pipe = derive(stage.pipe, Kind.inpaint, scheduler)
         images, masks = [inputs[r].init for r in rows], [inputs[r].mask for r in rows]
         start: dict[str, Any] = {"image": images[0] if only_masked else images}
         if call.inpainting_fill in LATENT_FILLS:
@@ -108,6 +115,7 @@ def _inpaint(stage: Stage, inputs: list[ItemInputs]) -> list[Image.Image]:
         generated = pipe(
             **_rows_subset(stage, rows),
             **start,
+            **control,
             num_inference_steps=call.steps,
             callback_on_step_end=_rows_callback(stage, rows),
             mask_image=masks[0] if only_masked else masks,
