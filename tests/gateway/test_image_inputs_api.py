@@ -139,6 +139,10 @@ def test_upload_ids_are_accepted_and_unknown_ids_refused(client: TestClient, set
         ({"init_image": "INIT", "denoising_strength": 1.5}, "denoising_strength", "less than or equal"),
         ({"init_image": "INIT", "mask": "INIT", "inpaint_only_masked": True, "inpainting_fill": "latent_noise"},
          "inpainting_fill", "inpaint_only_masked"),
+        # ControlNet units refuse what the worker would (protocol.controlnet_conflict), before any worker call.
+        ({"hires": {"scale": 2}, "controlnets": [{"model": "cn", "image": "INIT"}]}, "hires", "controlnets"),
+        ({"init_image": "INIT", "mask": "INIT", "inpainting_fill": "latent_nothing",
+          "controlnets": [{"model": "cn", "image": "INIT"}]}, "inpainting_fill", "controlnets"),
     ],
 )  # fmt: skip
 def test_mode_rules_are_400_naming_the_field_and_store_nothing(
@@ -146,6 +150,8 @@ def test_mode_rules_are_400_naming_the_field_and_store_nothing(
 ) -> None:
     inline = b64(png_bytes(picture()))
     body = {k: (inline if v == "INIT" else v) for k, v in over.items()}
+    for unit in body.get("controlnets", []):
+        unit["image"] = inline
     resp = submit(client, **body)
     assert resp.status_code == 400, resp.text
     assert field_of(resp) == field

@@ -305,11 +305,10 @@ def objects(server: Seaweed, prefix: str) -> dict[str, bytes]:
 
 
 def both_gateways_drive_workers(fleet: Fleet) -> bool:
-    ids = {*gateway_ids(fleet.a), *gateway_ids(fleet.b)}
+    """Both gateways have logged their ids and each holds at least one worker's lease."""
+    a_ids, b_ids = gateway_ids(fleet.a), gateway_ids(fleet.b)
     held = set(holders(fleet.a).values())
-    return len(ids) >= 2 and all(
-        any(h == i for h in held) for i in (gateway_ids(fleet.a)[-1], gateway_ids(fleet.b)[-1])
-    )
+    return bool(a_ids and b_ids) and {a_ids[-1], b_ids[-1]} <= held
 
 
 # -- the tests ----------------------------------------------------------------------------------------------

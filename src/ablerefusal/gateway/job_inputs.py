@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from ablerefusal.gateway.errors import ApiException, invalid
-from ablerefusal.gateway.jobs.shape import coalesce_shape
+from ablerefusal.gateway.jobs.shape import coalesce_shape, request_mode
 from ablerefusal.gateway.schemas import FieldError, GenerateRequest
 from ablerefusal.gateway.uploads import PreparedUpload, UploadError, UploadService
 from ablerefusal.gateway.uploads.service import UPLOAD_ID_RE
-from ablerefusal.protocol import MAX_SIZE, MIN_SIZE, InpaintingFill
+from ablerefusal.protocol import MAX_SIZE, MIN_SIZE, InpaintingFill, controlnet_conflict
 
 IMAGE_FIELDS = ("init_image", "mask")
 # Upscalers every worker has (worker/engine/modes/inputs.py); workers announce theirs in /v1/info.
@@ -104,6 +104,13 @@ def check_modes(request: GenerateRequest, upscalers: Sequence[str]) -> None:
             "inpainting_fill",
             f"{request.inpainting_fill.value} works on the whole image, not with inpaint_only_masked",
         )
+    if request.controlnets:
+        # The rule the worker applies, checked here so the client gets a 400 instead of a failed job.
+        conflict = controlnet_conflict(
+            request_mode(request), request.hires is not None, request.inpaint_only_masked, request.inpainting_fill
+        )
+        if conflict is not None:
+            raise invalid(*conflict)
 
 
 def _refused(field: str, exc: UploadError) -> ApiException:

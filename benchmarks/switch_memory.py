@@ -1,0 +1,201 @@
+"""Model-switch memory, in one process and fast: what the worker keeps per load/evict cycle.
+
+    .venv/bin/python benchmarks/switch_memory.py [--cycles 200] [--every 20] [--cache-size 1] [--no-tracemalloc]
+
+A real ``WorkerService`` (CPU, the worker's own pipeline cache, loader and generation path, PNG encoding
+included) in this process, over the two tiny models; each cycle runs one 64x64, 2-step call on tiny SD 1.5
+then one on tiny SDXL, so with ``--cache-size 1`` every call evicts one pipeline and loads the other, as
+``benchmarks/soak.py`` does every 10 jobs through real processes. Every ``--every`` cycles it prints:
+
+- RSS (psutil) and glibc's own view (``mallinfo2``): bytes in use on the heap, and bytes free but kept in its
+  arenas (what ``malloc_trim`` could hand back), to tell native growth from fragmentation;
+- the Python heap (``tracemalloc``): total traced bytes and the lines whose allocations grew most since the
+  first sample, to find a cache or registry that grows per switch.
+
+The first sample is taken after ``--warm`` cycles (first loads warm imports, allocator pools and caches).
+Growth per cycle is reported for the first and the second half of the run: it levels off when the second
+half's is far below the first's. Bounded: a fixed number of cycles.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ctypes
+import gc
+import os
+import tempfile
+import time
+import tracemalloc
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [  # noqa: RUF012 (ctypes' own layout declaration)
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
+
+
+def _mallinfo2() -> tuple[int, int] | None:
+    """(bytes in use, bytes free but kept) across glibc's arenas and mmapped chunks; None off glibc < 2.33."""
+    try:
+        fn = ctypes.CDLL("libc.so.6").mallinfo2
+    except (OSError, AttributeError):
+        return None
+    fn.restype = _MallInfo2
+    info = fn()
+    return info.uordblks + info.hblkhd, info.fordblks
+
+
+@dataclass
+class Sample:
+    cycle: int
+    rss: int
+    heap_used: int
+    heap_free: int
+    traced: int
+    snapshot: tracemalloc.Snapshot | None
+
+
+def take(cycle: int) -> Sample:
+    gc.collect()
+    heap = _mallinfo2() or (0, 0)
+    snapshot = tracemalloc.take_snapshot() if tracemalloc.is_tracing() else None
+    traced = tracemalloc.get_traced_memory()[0] if tracemalloc.is_tracing() else 0
+    return Sample(cycle, psutil.Process().memory_info().rss, heap[0], heap[1], traced, snapshot)
+
+
+def mib(n: float) -> str:
+    return f"{n / 2**20:8.2f}"
+
+
+def print_sample(s: Sample, first: Sample, elapsed: float) -> None:
+    print(
+        f"{s.cycle:6d} {elapsed:7.0f} {mib(s.rss)} {mib(s.rss - first.rss)} {mib(s.heap_used)} {mib(s.heap_free)}"
+        f" {mib(s.traced)} {mib(s.traced - first.traced)}",
+        flush=True,
+    )
+
+
+def print_growth(first: Sample, last: Sample, top: int) -> None:
+    if first.snapshot is None or last.snapshot is None:
+        return
+    ignore = [tracemalloc.Filter(False, tracemalloc.__file__), tracemalloc.Filter(False, "<frozen importlib._bootstrap*")]
+    stats = last.snapshot.filter_traces(ignore).compare_to(first.snapshot.filter_traces(ignore), "traceback")
+    grew = [s for s in stats if s.size_diff > 0][:top]
+    cycles = last.cycle - first.cycle
+    print(f"Python heap: lines that grew most over cycles {first.cycle}..{last.cycle}:")
+    for stat in grew:
+        frames = stat.traceback.format(limit=4, most_recent_first=True)
+        where = " <- ".join(line.strip() for line in frames if not line.startswith("    "))
+        print(f"  {stat.size_diff / 1024:9.1f} KiB ({stat.size_diff / max(1, cycles):7.0f} B/cycle)"
+              f" {stat.count_diff:+6d} blocks  {where}")  # fmt: skip
+
+
+async def run_call(service: object, model: str, seed: int, size: int, steps: int) -> None:
+    from ablerefusal.protocol import ErrorEvent, GenerateCall
+    from ablerefusal.worker.service import WorkerService, is_end
+
+    assert isinstance(service, WorkerService)
+    call = GenerateCall.model_validate(
+        {
+            "model": model,
+            "width": size,
+            "height": size,
+            "steps": steps,
+            "cfg_scale": 7.5,
+            "sampler": "euler_a",
+            "items": [{"job_id": f"job-{seed}", "prompt": f"a photograph of a lighthouse, variant {seed}", "seeds": [seed]}],
+        }
+    )
+    checked = await asyncio.to_thread(service.validate, call)
+    _, queue = service.begin(call, checked)
+    while not is_end(event := await queue.get()):
+        if isinstance(event, ErrorEvent):
+            raise RuntimeError(f"call failed: {event.code}: {event.message}")
+
+
+async def soak(args: argparse.Namespace, models_dir: Path) -> list[Sample]:
+    from ablerefusal.worker.service import WorkerService
+    from ablerefusal.worker.settings import WorkerSettings
+
+    service = WorkerService(WorkerSettings(models_dir=models_dir, device="cpu", cache_size=args.cache_size))
+    service.start()
+    while not service.ready:
+        if service.not_ready_reason and service.not_ready_reason.startswith("initialisation failed"):
+            raise RuntimeError(service.not_ready_reason)
+        await asyncio.sleep(0.05)
+    models = ["tiny-sd15", "tiny-sdxl"]
+    samples: list[Sample] = []
+    t0 = time.monotonic()
+    try:
+        for cycle in range(args.warm + args.cycles + 1):
+            if cycle == args.warm and args.tracemalloc:
+                tracemalloc.start(args.frames)  # after the warm-up: imports and first loads are not per-cycle
+            if cycle >= args.warm and (cycle - args.warm) % args.every == 0:
+                samples.append(take(cycle - args.warm))
+                print_sample(samples[-1], samples[0], time.monotonic() - t0)
+            if cycle == args.warm + args.cycles:
+                break
+            for n, model in enumerate(models):
+                await run_call(service, model, 2 * cycle + n, args.size, args.steps)
+    finally:
+        service.shutdown()
+    return samples
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cycles", type=int, default=200, help="load/evict cycles measured (two model switches each)")
+    ap.add_argument("--every", type=int, default=20, help="cycles between samples")
+    ap.add_argument("--warm", type=int, default=5, help="cycles run before the first sample")
+    ap.add_argument("--cache-size", type=int, default=1, help="pipelines kept resident (2: no switches, a control)")
+    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--steps", type=int, default=2)
+    ap.add_argument("--no-tracemalloc", dest="tracemalloc", action="store_false", help="RSS only (no tracing cost)")
+    ap.add_argument("--frames", type=int, default=8, help="tracemalloc frames kept per allocation")
+    ap.add_argument("--top", type=int, default=12, help="growing lines shown")
+    ap.add_argument("--models-dir", type=Path, help="an existing folder with tiny-sd15 and tiny-sdxl (else made)")
+    args = ap.parse_args()
+
+    import torch
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // 2))
+    models_dir = args.models_dir
+    if models_dir is None:
+        from ablerefusal.testing.tiny import make_tiny
+
+        models_dir = Path(tempfile.mkdtemp(prefix="switch-memory-")) / "models"
+        for family in ("sd15", "sdxl"):
+            make_tiny(models_dir, family, "diffusers")
+    malloc_env = {k: v for k, v in os.environ.items() if k.startswith(("MALLOC_", "GLIBC_TUNABLES"))}
+    print(f"{args.cycles} cycles (+{args.warm} warm-up), cache size {args.cache_size}, {malloc_env or 'default malloc'}")
+    print(" cycle elapsed   RSS_MiB  ΔRSS_MiB heap_used heap_free  py_MiB   Δpy_MiB")
+    samples = asyncio.run(soak(args, models_dir))
+    first, middle, last = samples[0], samples[len(samples) // 2], samples[-1]
+    for name, attr in (("RSS", "rss"), ("glibc heap in use", "heap_used"), ("Python heap (traced)", "traced")):
+        a, b, c = (getattr(s, attr) for s in (first, middle, last))
+        per_a = (b - a) / max(1, middle.cycle - first.cycle) / 1024
+        per_b = (c - b) / max(1, last.cycle - middle.cycle) / 1024
+        print(f"{name}: start {mib(a)} MiB, middle {mib(b)} MiB, end {mib(c)} MiB;"
+              f" per cycle first half {per_a:7.1f} KiB, second half {per_b:7.1f} KiB")  # fmt: skip
+    print_growth(first, last, args.top)
+
+
+if __name__ == "__main__":
+    main()
