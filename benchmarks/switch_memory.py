@@ -24,7 +24,10 @@ import asyncio
 import ctypes
 import gc
 import os
+import re
+import sys
 import tempfile
+import threading
 import time
 import tracemalloc
 from dataclasses import dataclass
@@ -34,7 +37,7 @@ import psutil
 
 
 class _MallInfo2(ctypes.Structure):
-    _fields_ = [  # noqa: RUF012 (ctypes' own layout declaration)
+    _fields_ = [
         (name, ctypes.c_size_t)
         for name in (
             "arena",
@@ -62,10 +65,52 @@ def _mallinfo2() -> tuple[int, int] | None:
     return info.uordblks + info.hblkhd, info.fordblks
 
 
+def _proc_status() -> dict[str, int]:
+    """RssAnon / RssFile (bytes) and the number of memory mappings: a leak of mapped files or thread stacks
+    shows there, not in malloc's figures."""
+    out: dict[str, int] = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("RssAnon", "RssFile"):
+                out[key] = int(value.split()[0]) * 1024
+    with open("/proc/self/maps") as f:
+        out["maps"] = sum(1 for _ in f)
+    out["threads"] = threading.active_count()
+    return out
+
+
+def _pymalloc() -> tuple[int, int]:
+    """(bytes in pymalloc's arenas, bytes in blocks in use): CPython's small-object heap is mmapped in 1 MiB
+    arenas outside glibc's figures. Read from ``sys._debugmallocstats``, which writes to fd 2."""
+    with tempfile.TemporaryFile("w+") as out:
+        saved = os.dup(2)
+        try:
+            sys.stderr.flush()
+            os.dup2(out.fileno(), 2)
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        out.seek(0)
+        text = out.read()
+    arenas = re.search(r"^(\d+) arenas \* (\d+) bytes/arena", text, re.M)
+    used = re.search(r"^# bytes in allocated blocks\s*=\s*([\d,]+)", text, re.M)
+    if arenas is None or used is None:
+        return 0, 0
+    return int(arenas[1]) * int(arenas[2]), int(used[1].replace(",", ""))
+
+
 @dataclass
 class Sample:
     cycle: int
     rss: int
+    rss_anon: int
+    rss_file: int
+    maps: int
+    threads: int
+    py_arenas: int
+    py_used: int
     heap_used: int
     heap_free: int
     traced: int
@@ -77,7 +122,22 @@ def take(cycle: int) -> Sample:
     heap = _mallinfo2() or (0, 0)
     snapshot = tracemalloc.take_snapshot() if tracemalloc.is_tracing() else None
     traced = tracemalloc.get_traced_memory()[0] if tracemalloc.is_tracing() else 0
-    return Sample(cycle, psutil.Process().memory_info().rss, heap[0], heap[1], traced, snapshot)
+    status = _proc_status()
+    py_arenas, py_used = _pymalloc()
+    return Sample(
+        cycle,
+        psutil.Process().memory_info().rss,
+        status["RssAnon"],
+        status["RssFile"],
+        status["maps"],
+        status["threads"],
+        py_arenas,
+        py_used,
+        heap[0],
+        heap[1],
+        traced,
+        snapshot,
+    )
 
 
 def mib(n: float) -> str:
@@ -86,7 +146,8 @@ def mib(n: float) -> str:
 
 def print_sample(s: Sample, first: Sample, elapsed: float) -> None:
     print(
-        f"{s.cycle:6d} {elapsed:7.0f} {mib(s.rss)} {mib(s.rss - first.rss)} {mib(s.heap_used)} {mib(s.heap_free)}"
+        f"{s.cycle:6d} {elapsed:7.0f} {mib(s.rss)} {mib(s.rss - first.rss)} {mib(s.rss_anon)} {mib(s.rss_file)}"
+        f" {s.maps:5d} {s.threads:3d} {mib(s.heap_used)} {mib(s.heap_free)} {mib(s.py_arenas)} {mib(s.py_used)}"
         f" {mib(s.traced)} {mib(s.traced - first.traced)}",
         flush=True,
     )
@@ -95,7 +156,10 @@ def print_sample(s: Sample, first: Sample, elapsed: float) -> None:
 def print_growth(first: Sample, last: Sample, top: int) -> None:
     if first.snapshot is None or last.snapshot is None:
         return
-    ignore = [tracemalloc.Filter(False, tracemalloc.__file__), tracemalloc.Filter(False, "<frozen importlib._bootstrap*")]
+    ignore = [
+        tracemalloc.Filter(False, tracemalloc.__file__),
+        tracemalloc.Filter(False, "<frozen importlib._bootstrap*"),
+    ]
     stats = last.snapshot.filter_traces(ignore).compare_to(first.snapshot.filter_traces(ignore), "traceback")
     grew = [s for s in stats if s.size_diff > 0][:top]
     cycles = last.cycle - first.cycle
@@ -120,7 +184,9 @@ async def run_call(service: object, model: str, seed: int, size: int, steps: int
             "steps": steps,
             "cfg_scale": 7.5,
             "sampler": "euler_a",
-            "items": [{"job_id": f"job-{seed}", "prompt": f"a photograph of a lighthouse, variant {seed}", "seeds": [seed]}],
+            "items": [
+                {"job_id": f"job-{seed}", "prompt": f"a photograph of a lighthouse, variant {seed}", "seeds": [seed]}
+            ],
         }
     )
     checked = await asyncio.to_thread(service.validate, call)
@@ -145,8 +211,10 @@ async def soak(args: argparse.Namespace, models_dir: Path) -> list[Sample]:
     t0 = time.monotonic()
     try:
         for cycle in range(args.warm + args.cycles + 1):
-            if cycle == args.warm and args.tracemalloc:
-                tracemalloc.start(args.frames)  # after the warm-up: imports and first loads are not per-cycle
+            if cycle == args.warm - 1 and args.tracemalloc:
+                # A cycle before the first sample: its resident pipeline is then traced like every later one's,
+                # while imports and first loads (not per-cycle) stay out.
+                tracemalloc.start(args.frames)
             if cycle >= args.warm and (cycle - args.warm) % args.every == 0:
                 samples.append(take(cycle - args.warm))
                 print_sample(samples[-1], samples[0], time.monotonic() - t0)
@@ -163,7 +231,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cycles", type=int, default=200, help="load/evict cycles measured (two model switches each)")
     ap.add_argument("--every", type=int, default=20, help="cycles between samples")
-    ap.add_argument("--warm", type=int, default=5, help="cycles run before the first sample")
+    ap.add_argument("--warm", type=int, default=5, help="cycles run before the first sample (at least 1)")
     ap.add_argument("--cache-size", type=int, default=1, help="pipelines kept resident (2: no switches, a control)")
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--steps", type=int, default=2)
@@ -172,8 +240,12 @@ def main() -> None:
     ap.add_argument("--top", type=int, default=12, help="growing lines shown")
     ap.add_argument("--models-dir", type=Path, help="an existing folder with tiny-sd15 and tiny-sdxl (else made)")
     args = ap.parse_args()
+    args.warm = max(1, args.warm)
 
     import torch
+    import transformers
+
+    transformers.logging.disable_progress_bar()  # one "Loading weights" bar per text encoder and load
 
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // 2))
     models_dir = args.models_dir
@@ -184,17 +256,30 @@ def main() -> None:
         for family in ("sd15", "sdxl"):
             make_tiny(models_dir, family, "diffusers")
     malloc_env = {k: v for k, v in os.environ.items() if k.startswith(("MALLOC_", "GLIBC_TUNABLES"))}
-    print(f"{args.cycles} cycles (+{args.warm} warm-up), cache size {args.cache_size}, {malloc_env or 'default malloc'}")
-    print(" cycle elapsed   RSS_MiB  ΔRSS_MiB heap_used heap_free  py_MiB   Δpy_MiB")
+    print(
+        f"{args.cycles} cycles (+{args.warm} warm-up), cache size {args.cache_size}, {malloc_env or 'default malloc'}"
+    )
+    print(
+        " cycle elapsed  RSS_MiB ΔRSS_MiB anon_MiB file_MiB  maps thr heap_use heapfree pyarenas  pyblocks traced  Δtraced"
+    )
     samples = asyncio.run(soak(args, models_dir))
     first, middle, last = samples[0], samples[len(samples) // 2], samples[-1]
-    for name, attr in (("RSS", "rss"), ("glibc heap in use", "heap_used"), ("Python heap (traced)", "traced")):
+    for name, attr in (
+        ("RSS", "rss"),
+        ("RSS anonymous", "rss_anon"),
+        ("RSS file-backed", "rss_file"),
+        ("glibc heap in use", "heap_used"),
+        ("pymalloc arenas", "py_arenas"),
+        ("pymalloc blocks in use", "py_used"),
+        ("Python heap (traced)", "traced"),
+    ):
         a, b, c = (getattr(s, attr) for s in (first, middle, last))
         per_a = (b - a) / max(1, middle.cycle - first.cycle) / 1024
         per_b = (c - b) / max(1, last.cycle - middle.cycle) / 1024
         print(f"{name}: start {mib(a)} MiB, middle {mib(b)} MiB, end {mib(c)} MiB;"
               f" per cycle first half {per_a:7.1f} KiB, second half {per_b:7.1f} KiB")  # fmt: skip
-    print_growth(first, last, args.top)
+    # The second half: what still grows once allocators and caches are warm.
+    print_growth(middle, last, args.top)
 
 
 if __name__ == "__main__":
