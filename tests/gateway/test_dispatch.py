@@ -575,3 +575,36 @@ async def test_the_last_step_before_a_pause_reaches_the_store(rig_factory: Any, 
     hold.release()
     [done] = await rig.wait([job_id])
     assert done.status == JobStatus.completed
+
+
+async def test_calls_to_a_worker_reuse_one_connection(worker_url: str) -> None:
+    # A stream closed half-read closes its connection too: the client reads each call to its end, so the
+    # next call (and the probes) go over the same keep-alive connection instead of a new TCP handshake.
+    import psutil
+
+    port = int(worker_url.rsplit(":", 1)[1])
+
+    def open_ports() -> set[int]:
+        return {
+            c.laddr.port
+            for c in psutil.Process().net_connections(kind="tcp")
+            if c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED
+        }
+
+    client = WorkerClient(worker_url)
+    try:
+        seen: list[set[int]] = []
+        for seed in (1, 2):
+            call = GenerateCall(
+                model=MODEL,
+                width=64,
+                height=64,
+                steps=1,
+                items=[GenerateItem(job_id=f"j{seed}", prompt="a", seeds=[seed])],
+            )
+            events = [event async for event in client.generate(call)]
+            assert events[-1].type == "done"
+            seen.append(open_ports())
+        assert len(seen[0]) == 1 and seen[1] == seen[0]
+    finally:
+        await client.aclose()

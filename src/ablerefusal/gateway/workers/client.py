@@ -205,7 +205,8 @@ class WorkerClient:
                 if response.status_code >= 400:
                     await response.aread()
                     raise _error_from_response(response)
-                async for line in response.aiter_lines():
+                lines = response.aiter_lines()
+                async for line in lines:
                     if not line.strip():
                         continue
                     try:
@@ -220,6 +221,10 @@ class WorkerClient:
                         ) from exc
                     yield event
                     if isinstance(event, DoneEvent) or (isinstance(event, ErrorEvent) and event.job_id is None):
+                        # Read the stream to its end (the worker ends it right after): a response closed
+                        # half-read also closes its connection, and the next call would open a new one.
+                        async for _ in lines:
+                            pass
                         return
         except httpx.TransportError as exc:
             raise WorkerUnreachable(f"generation stream from {self.base_url} broke: {exc!r}") from exc

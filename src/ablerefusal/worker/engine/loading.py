@@ -20,6 +20,7 @@ from ablerefusal.worker.engine.devices import DeviceInfo
 from ablerefusal.worker.engine.errors import ModelLoadError
 from ablerefusal.worker.engine.quantize import quantize_pipeline
 from ablerefusal.worker.engine.registry import ModelEntry
+from ablerefusal.worker.engine.safetensors_reads import read_safetensors_by_pread
 
 BUNDLED_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 # Where the tokenizers of the full-size families live on the hub (used only if already in the HF cache).
@@ -80,6 +81,9 @@ def load_pipeline(
     from diffusers.utils import logging as diffusers_logging
 
     diffusers_logging.disable_progress_bar()  # per-component bars would flood the worker's log
+    # Before the first read: safetensors' default reads leak two ints per tensor (safetensors_reads.py). LoRAs,
+    # VAEs, ControlNets and embeddings are read only once a pipeline is loaded, so this covers them too.
+    read_safetensors_by_pread()
     cls = pipeline_class(entry.family)
     extra: dict[str, Any] = {}
     if entry.family is ModelFamily.sd15:
