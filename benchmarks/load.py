@@ -19,10 +19,9 @@ Each phase prints, from the finished jobs themselves: jobs/s (jobs ÷ (last ``fi
 worker), locust's p50/p95 request time, and how many jobs each gateway's users submitted; then the ratios
 2 gateways / 1 gateway.
 
-Workers are not yet leased to one gateway at a time here: two gateways may both send calls to one worker,
-which answers the second ``busy``; that gateway puts its jobs back in the queue without spending an attempt
-and leaves the worker alone for a moment (``dispatch/call.py``, BUSY_PAUSE_S). The 2-gateway figure includes
-that contention; the count of such give-backs is not visible from outside, so it is not printed.
+Workers are leased to one gateway at a time through the store (``gateway/fleet/registry.py``): when B starts,
+the gateways split the workers by fair share, so the 2-gateway phase measures two dispatchers each driving
+its own workers from one queue, never two callers on one worker.
 
 Bounded: a fixed number of jobs per phase, and a phase that has not finished within ``--phase-timeout-s`` is
 stopped and reported as such. Figures from a shared 2-core machine are noisy; compare the ratio, not the

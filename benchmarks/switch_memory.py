@@ -1,6 +1,7 @@
 """Model-switch memory, in one process and fast: what the worker keeps per load/evict cycle.
 
     .venv/bin/python benchmarks/switch_memory.py [--cycles 200] [--every 20] [--cache-size 1] [--no-tracemalloc]
+        [--leaky-reads] [--models-dir DIR]
 
 A real ``WorkerService`` (CPU, the worker's own pipeline cache, loader and generation path, PNG encoding
 included) in this process, over the two tiny models; each cycle runs one 64x64, 2-step call on tiny SD 1.5
@@ -238,16 +239,22 @@ def main() -> None:
     ap.add_argument("--no-tracemalloc", dest="tracemalloc", action="store_false", help="RSS only (no tracing cost)")
     ap.add_argument("--frames", type=int, default=8, help="tracemalloc frames kept per allocation")
     ap.add_argument("--top", type=int, default=12, help="growing lines shown")
+    ap.add_argument(
+        "--leaky-reads",
+        action="store_true",
+        help="keep safetensors' default mmap reads (which leak two ints per tensor): the control for the fix",
+    )
     ap.add_argument("--models-dir", type=Path, help="an existing folder with tiny-sd15 and tiny-sdxl (else made)")
     args = ap.parse_args()
     args.warm = max(1, args.warm)
 
-    import torch
     import transformers
 
     transformers.logging.disable_progress_bar()  # one "Loading weights" bar per text encoder and load
+    if args.leaky_reads:
+        from ablerefusal.worker.engine import loading
 
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // 2))
+        loading.read_safetensors_by_pread = lambda: None  # safetensors' default mmap reads, as before the fix
     models_dir = args.models_dir
     if models_dir is None:
         from ablerefusal.testing.tiny import make_tiny
@@ -256,12 +263,15 @@ def main() -> None:
         for family in ("sd15", "sdxl"):
             make_tiny(models_dir, family, "diffusers")
     malloc_env = {k: v for k, v in os.environ.items() if k.startswith(("MALLOC_", "GLIBC_TUNABLES"))}
+    reads = "safetensors mmap reads (leaky control)" if args.leaky_reads else "the worker's pread reads"
     print(
-        f"{args.cycles} cycles (+{args.warm} warm-up), cache size {args.cache_size}, {malloc_env or 'default malloc'}"
+        f"{args.cycles} cycles (+{args.warm} warm-up), cache size {args.cache_size}, {reads},"
+        f" {malloc_env or 'default malloc'}"
     )
-    print(
-        " cycle elapsed  RSS_MiB ΔRSS_MiB anon_MiB file_MiB  maps thr heap_use heapfree pyarenas  pyblocks traced  Δtraced"
-    )
+    columns = ("RSS", "ΔRSS", "anon", "file", "maps", "thr", "heap_use", "heapfree", "py_arena", "py_used")
+    widths = (9, 9, 9, 9, 6, 4, 9, 9, 9, 9)
+    print(f"{'cycle':>6} {'s':>7}" + "".join(f"{c:>{w}}" for c, w in zip(columns, widths, strict=True)), end="")
+    print(f"{'traced':>9}{'Δtraced':>9}   (MiB; maps: mappings, thr: threads)")
     samples = asyncio.run(soak(args, models_dir))
     first, middle, last = samples[0], samples[len(samples) // 2], samples[-1]
     for name, attr in (

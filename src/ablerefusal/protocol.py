@@ -413,6 +413,18 @@ class ErrorResponse(_Answer):
     error: ErrorBody
 
 
+class EmbeddingFacts(_Answer):
+    """What a textual-inversion file says of itself, as AUTOMATIC1111 reports it (``/sdapi/v1/embeddings``)."""
+
+    vectors: int = Field(..., description="Number of vectors (tokens) the embedding stands for.")
+    shape: int = Field(
+        ..., description="Width of each vector; an SDXL file's is the sum of its clip_l and clip_g widths (A1111)."
+    )
+    step: int | None = Field(None, description="Training steps, when the file records them.")
+    sd_checkpoint: str | None = Field(None, description="Hash of the checkpoint it was trained on, when recorded.")
+    sd_checkpoint_name: str | None = Field(None, description="Name of that checkpoint, when recorded.")
+
+
 class ModelInfo(_Answer):
     id: str = Field(..., description="Stable, path-free model id.")
     kind: str = Field(
@@ -432,6 +444,7 @@ class ModelInfo(_Answer):
     inpainting: bool = Field(
         False, description="A dedicated inpainting model (9-channel UNet): runs modes inpaint and outpaint only."
     )
+    embedding: EmbeddingFacts | None = Field(None, description="Kind embedding only: its vectors, width and training.")
 
 
 MODEL_KINDS = ("checkpoint", "lora", "embedding", "controlnet", "vae", "upscaler")

@@ -104,7 +104,7 @@ def test_models_are_listed_by_kind(http: httpx.Client) -> None:
     assert {k: m["family"] for k, m in listed("embedding").items()} == {"tiny-emb": "sd15", "tiny-emb-xl": "sdxl"}
     assert set(listed("vae")) == {"tiny-vae"}
     assert {k: m["family"] for k, m in listed("controlnet").items()} == {"control_tiny_canny": "sd15", "cn-xl": "sdxl"}
-    # Workers keep no upscaler model files yet (hires upscalers are announced in /v1/info): an empty listing.
+    # This models dir has no upscalers/ or models/ESRGAN/ files: an empty listing.
     assert listed("upscaler") == {}
     # The default kind is unchanged: checkpoints only.
     assert set(listed("checkpoint")) == {MODEL} == {m["id"] for m in http.get("/api/v1/models").json()["models"]}

@@ -176,6 +176,13 @@ def make_tiny_cmd(
             help="Also write matching tiny LoRAs (kohya, PEFT), an embedding and a VAE (loras/, embeddings/, vae/).",
         ),
     ] = False,
+    upscaler: Annotated[
+        bool,
+        typer.Option(
+            "--upscaler",
+            help="Also write tiny ESRGAN upscalers: x4 and x2 in upscalers/, an old-format x4 in models/ESRGAN/.",
+        ),
+    ] = False,
 ) -> None:
     """Write a tiny random-weight model. Its images are NOISE: it exists to test the platform offline."""
     from ablerefusal.protocol import ModelFamily, ModelFormat
@@ -195,5 +202,10 @@ def make_tiny_cmd(
         from ablerefusal.testing.tiny_adapters import make_tiny_adapters
 
         for written in make_tiny_adapters(dest, family, scale=scale):
+            typer.echo(f"wrote {written}")
+    if upscaler:
+        from ablerefusal.testing.tiny_upscalers import make_tiny_upscalers
+
+        for written in make_tiny_upscalers(dest):
             typer.echo(f"wrote {written}")
     typer.echo("note: random weights — this model's images are noise; it exists to run the platform end to end.")

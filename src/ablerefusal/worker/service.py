@@ -91,6 +91,7 @@ class WorkerService:
         self.controlnets = ControlNetRegistry(settings.models_dir)
         self.adapters = AdapterRegistry(settings.models_dir, settings.allow_pickle)
         self.vae_cache: Any = None  # engine.adapters.vae.VaeCache once the device is known
+        self.upscaler_cache: Any = None  # engine.upscalers.run.UpscalerCache once the device is known
         self.controlnet_cache: Any = None  # engine.controlnet.pipeline.ControlNetCache once the device is known
         self.device: Any = None  # DeviceInfo once initialised (typed loosely: devices imports torch)
         self.cache: Any = None
@@ -134,6 +135,9 @@ class WorkerService:
             from ablerefusal.worker.engine.adapters.vae import VaeCache
 
             self.vae_cache = VaeCache(VAE_CACHE_SIZE, self.device.device, self.device.dtype)
+            from ablerefusal.worker.engine.upscalers.run import UpscalerCache
+
+            self.upscaler_cache = UpscalerCache(self.device.device, self.device.dtype, self.settings.allow_pickle)
             for model_id in self.settings.preload:
                 self.cache.get(self.registry.get(model_id))
             if self.settings.compile:
@@ -183,7 +187,7 @@ class WorkerService:
                 adapter_kind = AdapterKind(kind)
             except ValueError:
                 raise InvalidRequestError(
-                    f"kind: {kind!r} is not a model kind; use checkpoint, lora, embedding, vae or controlnet",
+                    f"kind: {kind!r} is not a model kind; use checkpoint, lora, embedding, vae, upscaler or controlnet",
                     field="kind",
                     available=["checkpoint", *[k.value for k in AdapterKind], "controlnet"],
                 ) from None
@@ -214,7 +218,7 @@ class WorkerService:
             per_item_cfg=True,
             quantize=self.settings.quantize,
             modes=[m.value for m in GenerationMode],
-            upscalers=list(UPSCALERS),
+            upscalers=[*UPSCALERS, *sorted(self.adapters.entries(AdapterKind.upscaler))],
         )
 
     # ---- generation ------------------------------------------------------------------------------------
@@ -248,7 +252,8 @@ class WorkerService:
             )
         from ablerefusal.worker.engine.modes.inputs import check_call
 
-        check_call(call)  # decodes the input images: off the event loop, like this whole method
+        # Decodes the input images: off the event loop, like this whole method.
+        check_call(call, self._model_upscalers(call))
         check_units(call, entry.family, self.controlnets, self.settings.models_dir, self.settings.allow_pickle)
         resolve(call, entry, self.adapters)  # LoRAs, VAE and embeddings exist and fit the model's family
         return entry, sampler
@@ -391,14 +396,40 @@ class WorkerService:
             self._encoder.submit(self._encode, control, call, entry, sampler, images, timing)
 
     def _call_adapters(self, call: GenerateCall, entry: ModelEntry, resident: Any) -> Any:
-        """The call's adapters with its VAE loaded (in the generation thread: the VAE cache is its own)."""
+        """The call's adapters with its VAE and hires upscaler loaded (in the generation thread: the caches are
+        its own)."""
         from ablerefusal.worker.engine.adapters import CallAdapters
 
         found = resolve(call, entry, self.adapters)
         vae = self.vae_cache.get(found.vae, resident.pipe.vae) if found.vae else None
+        upscaler = None
+        if call.hires is not None and call.hires.upscaler in self._model_upscalers(call):
+            found_upscaler = self.adapters.get(AdapterKind.upscaler, call.hires.upscaler, "hires.upscaler")
+            upscaler = self.upscaler_cache.get(found_upscaler)
         return CallAdapters(
-            loras=found.loras, embeddings=found.embeddings, vae_entry=found.vae, vae=vae, clip_skip=call.clip_skip
+            loras=found.loras,
+            embeddings=found.embeddings,
+            vae_entry=found.vae,
+            vae=vae,
+            clip_skip=call.clip_skip,
+            upscaler=upscaler,
         )
+
+    def _model_upscalers(self, call: GenerateCall) -> list[str]:
+        """The ids of this worker's upscaler files (scanned only for a hires call); a call naming a refused file
+        is told why."""
+        if call.hires is None:
+            return []
+        from ablerefusal.worker.engine.modes.inputs import UPSCALERS
+
+        if call.hires.upscaler in UPSCALERS:
+            return []
+        reason = self.adapters.refused(AdapterKind.upscaler).get(call.hires.upscaler)
+        if reason:
+            raise InvalidRequestError(
+                f"hires.upscaler: upscaler {call.hires.upscaler!r} was refused: {reason}", field="hires.upscaler"
+            )
+        return sorted(self.adapters.entries(AdapterKind.upscaler))
 
     def _controlnet_inputs(self, call: GenerateCall) -> Any:
         """The call's ControlNets loaded (in the generation thread: the cache is its own), or None."""

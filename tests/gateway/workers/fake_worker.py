@@ -36,6 +36,8 @@ def model_body(model_id: str = "fake-model", **over: Any) -> dict[str, Any]:
 class FakeWorker:
     info: dict[str, Any] = field(default_factory=info_body)
     models: list[dict[str, Any]] = field(default_factory=lambda: [model_body()])
+    # Answers to GET /v1/models?kind=K (adapter listings); a kind not here gets ``models``, as old workers do.
+    kind_models: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     ready_status: int = 200
     stream_lines: list[dict[str, Any]] = field(default_factory=list)
     requests: list[tuple[str, str | None]] = field(default_factory=list)
@@ -60,8 +62,8 @@ class FakeWorker:
             return self.info
 
         @app.get("/v1/models")
-        async def models() -> dict[str, Any]:
-            return {"models": self.models}
+        async def models(kind: str | None = None) -> dict[str, Any]:
+            return {"models": self.kind_models.get(kind, self.models) if kind else self.models}
 
         @app.post("/v1/generate")
         async def generate() -> Response:

@@ -1040,33 +1040,64 @@ export interface components {
              */
             width: number;
         };
-        /** EmbeddingItem */
-        EmbeddingItem: {
+        /**
+         * EmbeddingFacts
+         * @description What a textual-inversion file says of itself, as AUTOMATIC1111 reports it (``/sdapi/v1/embeddings``).
+         */
+        EmbeddingFacts: {
             /**
              * Sd Checkpoint
-             * @description Hash of the checkpoint it was trained on (null).
+             * @description Hash of the checkpoint it was trained on, when recorded.
              */
             sd_checkpoint?: string | null;
             /**
              * Sd Checkpoint Name
-             * @description Name of that checkpoint (null).
+             * @description Name of that checkpoint, when recorded.
              */
             sd_checkpoint_name?: string | null;
             /**
              * Shape
-             * @description Vector width (not listed by the workers: null).
+             * @description Width of each vector; an SDXL file's is the sum of its clip_l and clip_g widths (A1111).
              */
-            shape?: number | null;
+            shape: number;
             /**
              * Step
-             * @description Training steps, when the file says (not read here: null).
+             * @description Training steps, when the file records them.
              */
             step?: number | null;
             /**
              * Vectors
-             * @description Number of vectors (not listed by the workers: null).
+             * @description Number of vectors (tokens) the embedding stands for.
              */
-            vectors?: number | null;
+            vectors: number;
+        };
+        /** EmbeddingItem */
+        EmbeddingItem: {
+            /**
+             * Sd Checkpoint
+             * @description Hash of the checkpoint it was trained on, when recorded.
+             */
+            sd_checkpoint?: string | null;
+            /**
+             * Sd Checkpoint Name
+             * @description Name of that checkpoint, when recorded.
+             */
+            sd_checkpoint_name?: string | null;
+            /**
+             * Shape
+             * @description Width of each vector (SDXL: clip_l + clip_g widths, as A1111 counts).
+             */
+            shape: number;
+            /**
+             * Step
+             * @description Training steps, when the file records them.
+             */
+            step?: number | null;
+            /**
+             * Vectors
+             * @description Number of vectors in the embedding.
+             */
+            vectors: number;
         };
         /** EmbeddingsResponse */
         EmbeddingsResponse: {
@@ -2016,6 +2047,8 @@ export interface components {
              * @default false
              */
             demo: boolean;
+            /** @description Kind embedding only: its vectors, width and training. */
+            embedding?: components["schemas"]["EmbeddingFacts"] | null;
             family: components["schemas"]["ModelFamily"];
             format: components["schemas"]["ModelFormat"];
             /**

@@ -11,6 +11,7 @@ Shapes follow A1111 (``extensions-builtin/Lora/scripts/lora_script.py`` ``create
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -28,6 +29,8 @@ from ablerefusal.gateway.schemas import ModelKind
 from ablerefusal.gateway.services import GatewayService
 from ablerefusal.protocol import MAX_CLIP_SKIP, ModelInfo
 
+log = logging.getLogger(__name__)
+
 # A1111's sd_vae values meaning "no separate VAE" ("Automatic" also picks a VAE named like the checkpoint,
 # a convention without an equivalent here: both use the checkpoint's own).
 NO_VAE = ("Automatic", "None", "")
@@ -43,11 +46,11 @@ class LoraItem(BaseModel):
 
 
 class EmbeddingItem(BaseModel):
-    step: int | None = Field(None, description="Training steps, when the file says (not read here: null).")
-    sd_checkpoint: str | None = Field(None, description="Hash of the checkpoint it was trained on (null).")
-    sd_checkpoint_name: str | None = Field(None, description="Name of that checkpoint (null).")
-    shape: int | None = Field(None, description="Vector width (not listed by the workers: null).")
-    vectors: int | None = Field(None, description="Number of vectors (not listed by the workers: null).")
+    step: int | None = Field(None, description="Training steps, when the file records them.")
+    sd_checkpoint: str | None = Field(None, description="Hash of the checkpoint it was trained on, when recorded.")
+    sd_checkpoint_name: str | None = Field(None, description="Name of that checkpoint, when recorded.")
+    shape: int = Field(..., description="Width of each vector (SDXL: clip_l + clip_g widths, as A1111 counts).")
+    vectors: int = Field(..., description="Number of vectors in the embedding.")
 
 
 class EmbeddingsResponse(BaseModel):
@@ -157,8 +160,15 @@ async def embeddings(request: Request, service: ServiceDep) -> EmbeddingsRespons
     loaded: dict[str, EmbeddingItem] = {}
     skipped: dict[str, EmbeddingItem] = {}
     for emb in await service.catalog.listing(ModelKind.embedding):
+        if emb.embedding is None:
+            # A worker older than the embedding figures: A1111's schema requires shape and vectors, and
+            # inventing them would mislead a client, so the entry is left out (it stays in /api/v1/models).
+            log.warning("embedding %s listed without its vectors and width; left out of /sdapi/v1/embeddings", emb.id)
+            continue
+        # A1111 skips the embeddings whose width is not the loaded checkpoint's text encoder's: here, the
+        # embeddings of another family than the current checkpoint's.
         usable = current is None or emb.family == current.family
-        (loaded if usable else skipped)[emb.id] = EmbeddingItem()
+        (loaded if usable else skipped)[emb.id] = EmbeddingItem(**emb.embedding.model_dump())
     return EmbeddingsResponse(loaded=loaded, skipped=skipped)
 
 

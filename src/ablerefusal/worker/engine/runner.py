@@ -150,7 +150,17 @@ def generate(
         lengths = sorted(set(by_job.values()))
         if len(lengths) == 1:
             return _generate_rows(
-                resident, call, sampler, control, device, defaults, per_row, unet, hold_dir, controlnets
+                resident,
+                call,
+                sampler,
+                control,
+                device,
+                defaults,
+                per_row,
+                unet,
+                hold_dir,
+                controlnets,
+                adapters.upscaler,
             )
         out: dict[tuple[str, int], Generated] = {}
         for length in lengths:
@@ -158,7 +168,17 @@ def generate(
             part = call.model_copy(update={"items": items})
             part_rows = [e for r, e in zip(rows, per_row, strict=True) if by_job[r.job_id] == length]
             for generated in _generate_rows(
-                resident, part, sampler, control, device, defaults, part_rows, unet, hold_dir, controlnets
+                resident,
+                part,
+                sampler,
+                control,
+                device,
+                defaults,
+                part_rows,
+                unet,
+                hold_dir,
+                controlnets,
+                adapters.upscaler,
             ):
                 out[(generated.row.job_id, generated.row.index)] = generated
         return [out[(r.job_id, r.index)] for r in rows]
@@ -175,6 +195,7 @@ def _generate_rows(
     unet: Any | None = None,
     hold_dir: Path | None = None,
     controlnets: Any | None = None,
+    upscaler: Any | None = None,
 ) -> list[Generated]:
     """One pipeline pass over the call's rows, whose prompt embeddings (``per_row``) all have one length."""
     pipe, family = resident.pipe, resident.entry.family
@@ -239,6 +260,7 @@ def _generate_rows(
                         seeds=[r.seed for r in rows],
                         new_scheduler=lambda seeds: build_scheduler(sampler, resident.scheduler_config, seeds),
                         controlnets=controlnets,
+                        upscaler=upscaler,
                     )
                 )
             elif controlnets is not None:  # the call's ControlNet units (engine.controlnet.ControlNetInputs)

@@ -6,7 +6,8 @@ two fresh ``int`` objects (the tensor's start and stop offsets) and never releas
 tensor read leaves two ints (~64 bytes) behind for good: ~1,100 tensors per SD 1.5 load, ~2,600 per SDXL load,
 the same for every LoRA, VAE and ControlNet file read. A worker that switches models grew without bound
 (``benchmarks/switch_memory.py``: ~55 KiB per load/evict cycle of the two tiny models, all of it in these ints).
-Seen with safetensors 0.8.0 / PyO3 0.28; ``tests/worker/test_switch_memory.py`` says when that stops being true.
+Measured with safetensors 0.8.0 (0.7 builds the slice the same way); ``tests/worker/test_switch_memory.py``
+says when that stops being true.
 
 The ``pread`` backend (safetensors >= 0.8) reads each tensor into a buffer of its own and builds no slice. The
 bytes are read once either way; on a CPU worker the weights then sit in anonymous memory instead of a private
@@ -47,7 +48,7 @@ def _modules() -> list[ModuleType]:
 def read_safetensors_by_pread() -> None:
     """Route the worker's safetensors reads through ``pread`` (idempotent; process-wide)."""
     for module in _modules():
-        current = module.safe_open  # type: ignore[attr-defined]
+        current = module.safe_open
         if not hasattr(current, _MARK):
             module.safe_open = _pread_safe_open(current)  # type: ignore[attr-defined]
 

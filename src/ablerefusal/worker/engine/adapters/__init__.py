@@ -32,6 +32,7 @@ class CallAdapters:
     vae_entry: AdapterEntry | None = None
     vae: Any | None = None  # the loaded AutoencoderKL for vae_entry
     clip_skip: int | None = None
+    upscaler: Any | None = None  # the hires fix's loaded model upscaler (engine.upscalers.run.LoadedUpscaler)
 
 
 @contextlib.contextmanager

@@ -1,10 +1,11 @@
-"""Adapter files by kind (LoRA, textual-inversion embedding, VAE): where they live, what they are, their hashes.
+"""Adapter files by kind (LoRA, textual-inversion embedding, VAE, upscaler): where they live, what they are, their
+hashes.
 
 Folders, relative to ``models_dir``: ours (``loras/``, ``embeddings/``, ``vae/``) and an AUTOMATIC1111
-install's (``models/Lora``, ``embeddings``, ``models/VAE``), so ``models_dir`` may point at one as it is. Ids
-are file (or folder) names without the suffix, never paths: a request's id is only a dictionary key. One
-module per kind says how to recognise its files from tensor names and shapes (``lora``, ``embedding``,
-``vae``); ControlNets have their own registry (``engine/controlnet``).
+install's (``models/Lora``, ``embeddings``, ``models/VAE``, ``models/ESRGAN``), so ``models_dir`` may point at
+one as it is. Ids are file (or folder) names without the suffix, never paths: a request's id is only a
+dictionary key. One module per kind says how to recognise its files from tensor names and shapes (``lora``,
+``embedding``, ``vae``, ``upscaler``); ControlNets have their own registry (``engine/controlnet``).
 
 Same safety rules as checkpoints: pickles (``.pt``, ``.ckpt``, ``.bin``, ``.pth``) are refused unless the
 operator allows them, and then only ever read with ``torch.load(weights_only=True)``; a pickle with a
@@ -25,7 +26,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from ablerefusal.protocol import ModelFamily, ModelFormat, ModelInfo
+from ablerefusal.protocol import EmbeddingFacts, ModelFamily, ModelFormat, ModelInfo
 from ablerefusal.worker.engine.detection import (
     PICKLE_SUFFIXES,
     UnsupportedModelError,
@@ -33,26 +34,35 @@ from ablerefusal.worker.engine.detection import (
     read_safetensors_header,
 )
 from ablerefusal.worker.engine.errors import InvalidRequestError, ModelNotFoundError
-from ablerefusal.worker.engine.kinds.embedding import recognise_embedding, vectors_of
+from ablerefusal.worker.engine.kinds.embedding import RECORDED_KEYS, embedding_facts, recognise_embedding, vectors_of
 from ablerefusal.worker.engine.kinds.lora import recognise_lora
+from ablerefusal.worker.engine.kinds.upscaler import recognise_upscaler
 from ablerefusal.worker.engine.kinds.vae import family_hint, recognise_vae
 from ablerefusal.worker.engine.registry import MODEL_ID_RE, _slug
+from ablerefusal.worker.engine.upscalers.loading import unwrap
 
 
 class AdapterKind(StrEnum):
     lora = "lora"
     embedding = "embedding"
     vae = "vae"
+    upscaler = "upscaler"
 
 
 KIND_DIRS: dict[AdapterKind, tuple[str, ...]] = {
     AdapterKind.lora: ("loras", "models/Lora"),
     AdapterKind.embedding: ("embeddings",),
     AdapterKind.vae: ("vae", "models/VAE"),
+    AdapterKind.upscaler: ("upscalers", "models/ESRGAN"),
 }
-_NOUNS = {AdapterKind.lora: "LoRA", AdapterKind.embedding: "embedding", AdapterKind.vae: "VAE"}
+_NOUNS = {
+    AdapterKind.lora: "LoRA",
+    AdapterKind.embedding: "embedding",
+    AdapterKind.vae: "VAE",
+    AdapterKind.upscaler: "upscaler",
+}
 # A1111's short hashes: LoRA and embedding 12 hex digits, VAE 10 (modules/sd_vae.py get_loaded_vae_hash).
-_SHORT = {AdapterKind.lora: 12, AdapterKind.embedding: 12, AdapterKind.vae: 10}
+_SHORT = {AdapterKind.lora: 12, AdapterKind.embedding: 12, AdapterKind.vae: 10, AdapterKind.upscaler: 10}
 
 
 @dataclass
@@ -67,6 +77,7 @@ class AdapterEntry:
     sha256: str
     addnet_hash: str | None = None  # kohya's hash of a safetensors LoRA's tensor data
     pickle: bool = False
+    embedding: EmbeddingFacts | None = None  # an embedding's vectors, width and training record
 
     @property
     def short_hash(self) -> str:
@@ -89,6 +100,7 @@ class AdapterEntry:
             size_bytes=self.size_bytes,
             sha256=self.sha256,
             default_size=1024 if self.family is ModelFamily.sdxl else 512,
+            embedding=self.embedding,
         )
 
 
@@ -238,7 +250,7 @@ class AdapterRegistry:
             header = read_safetensors_header(path)  # refuses a pickle with this name, by content
             metadata = header.get("__metadata__") or {}
             shapes = {k: v["shape"] for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)}
-            is_pickle = False
+            is_pickle, recorded = False, dict(metadata)
         elif suffix in PICKLE_SUFFIXES:
             if not self.allow_pickle:
                 raise UnsupportedModelError(
@@ -248,16 +260,24 @@ class AdapterRegistry:
             if not looks_like_pickle(path):
                 raise UnsupportedModelError(f"{path.name}: not a pickle file")
             state = load_pickle_state(path)
+            recorded = {k: state.get(k) for k in RECORDED_KEYS}  # A1111's training record, beside the vectors
             if kind is AdapterKind.embedding:
                 state = vectors_of(state)
+            elif kind is AdapterKind.upscaler:
+                state = dict(unwrap(state))  # Real-ESRGAN's .pth saves wrap the tensors in params_ema
             shapes = {k: list(v.shape) for k, v in state.items() if hasattr(v, "shape")}
             header, metadata, is_pickle = {k: {"shape": s} for k, s in shapes.items()}, {}, True
         else:
             return None
+        facts = None
         if kind is AdapterKind.lora:
             family = recognise_lora(header)
         elif kind is AdapterKind.embedding:
             family = recognise_embedding(vectors_shapes(shapes), metadata)
+            facts = embedding_facts(vectors_shapes(shapes), recorded)
+        elif kind is AdapterKind.upscaler:
+            recognise_upscaler(shapes)  # raises, with the reason, for anything but an RRDBNet
+            family = ModelFamily.sd15  # pixels fit every family; ModelInfo needs one (see kinds.upscaler)
         else:
             family = recognise_vae(header, path.name) if not is_pickle else family_hint(path.name, {})
         sha256, addnet = self._hashes_of(path, addnet=kind is AdapterKind.lora and not is_pickle)
@@ -272,6 +292,7 @@ class AdapterRegistry:
             sha256=sha256,
             addnet_hash=addnet,
             pickle=is_pickle,
+            embedding=facts,
         )
 
     def _recognise_folder(self, kind: AdapterKind, folder: Path, adapter_id: str) -> AdapterEntry | None:

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from ablerefusal.protocol import ModelFamily
+from ablerefusal.protocol import EmbeddingFacts, ModelFamily
 from ablerefusal.worker.engine.detection import FAMILY_METADATA_KEY, UnsupportedModelError
 
 SDXL_KEYS = ("clip_l", "clip_g")
+# What A1111's trainer records next to the vectors in its ``.pt`` files (``Embedding.save``); read from a
+# safetensors file's metadata too, where a converter that keeps them puts them (A1111 itself only reads .pt).
+RECORDED_KEYS = ("step", "sd_checkpoint", "sd_checkpoint_name")
 
 
 def recognise_embedding(shapes: dict[str, list[int]], metadata: dict[str, str] | None = None) -> ModelFamily:
@@ -38,3 +41,40 @@ def vectors_of(state: dict[str, Any]) -> dict[str, Any]:
     if "string_to_param" in state:
         return {"emb_params": next(iter(state["string_to_param"].values()))}
     return {k: v for k, v in state.items() if hasattr(v, "shape")}
+
+
+def _step(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():  # safetensors metadata values are strings
+        return int(value)
+    return None
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def embedding_facts(shapes: dict[str, list[int]], recorded: dict[str, Any] | None = None) -> EmbeddingFacts:
+    """Vectors and width as A1111's ``EmbeddingDatabase.load_from_file`` counts them (an SDXL file: clip_g's
+    vectors, clip_l + clip_g widths; a one-dimensional vector is one token), and the training record
+    (``recorded``: a ``.pt`` file's top-level values or a safetensors file's metadata; wrong types are
+    ignored, as unknown). ``shapes`` are those :func:`recognise_embedding` accepted."""
+    if any(not 1 <= len(s) <= 2 for s in shapes.values()):
+        raise UnsupportedModelError("not a textual-inversion embedding: vectors must be 1- or 2-dimensional")
+    if all(k in shapes for k in SDXL_KEYS):
+        clip_l, clip_g = shapes["clip_l"], shapes["clip_g"]
+        vectors, width = (clip_g[0] if len(clip_g) == 2 else 1), clip_l[-1] + clip_g[-1]
+    else:
+        (shape,) = shapes.values()
+        vectors, width = (shape[0] if len(shape) == 2 else 1), shape[-1]
+    recorded = recorded or {}
+    return EmbeddingFacts(
+        vectors=vectors,
+        shape=width,
+        step=_step(recorded.get("step")),
+        sd_checkpoint=_text(recorded.get("sd_checkpoint")),
+        sd_checkpoint_name=_text(recorded.get("sd_checkpoint_name")),
+    )

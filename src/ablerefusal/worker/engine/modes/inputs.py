@@ -11,6 +11,7 @@ pasted over the input, so a pixel where it is 0 is the input's pixel exactly.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from PIL import Image, ImageFilter, ImageOps
@@ -29,7 +30,7 @@ from ablerefusal.worker.engine.errors import InvalidRequestError
 
 PIL_UPSCALERS = {"lanczos": Image.Resampling.LANCZOS, "nearest": Image.Resampling.NEAREST}
 LATENT_UPSCALER = "latent"
-UPSCALERS = (LATENT_UPSCALER, *PIL_UPSCALERS)
+UPSCALERS = (LATENT_UPSCALER, *PIL_UPSCALERS)  # built in; model upscalers (ESRGAN files) come from the registry
 # Fills that replace the masked area's latents (noise or zeros) rather than its pixels.
 LATENT_FILLS = frozenset({InpaintingFill.latent_noise, InpaintingFill.latent_nothing})
 
@@ -67,17 +68,18 @@ def _multiple_of_8(value: float) -> int:
     return max(8, round(value / 8) * 8)
 
 
-def check_call(call: GenerateCall) -> None:
-    """What the schema cannot say: which fields a mode needs, result sizes, upscalers, and the images themselves."""
+def check_call(call: GenerateCall, model_upscalers: Collection[str] = ()) -> None:
+    """What the schema cannot say: which fields a mode needs, result sizes, upscalers, and the images themselves.
+    ``model_upscalers``: the ids of the upscaler files this worker has."""
     mode = call.mode
     if call.hires is not None:
         if mode is not GenerationMode.txt2img:
             raise InvalidRequestError("hires: the hires fix applies to mode txt2img only", field="hires")
-        if call.hires.upscaler not in UPSCALERS:
+        if call.hires.upscaler not in UPSCALERS and call.hires.upscaler not in model_upscalers:
             raise InvalidRequestError(
                 f"hires.upscaler: unknown upscaler {call.hires.upscaler!r}",
                 field="hires.upscaler",
-                available=list(UPSCALERS),
+                available=[*UPSCALERS, *sorted(model_upscalers)],
             )
         if call.hires.upscaler == LATENT_UPSCALER and second_pass_steps(call) == 0:
             raise InvalidRequestError(

@@ -45,6 +45,8 @@ class Stage:
     new_scheduler: Callable[[list[int]], Any]
     # The call's ControlNet units (engine.controlnet.pipeline.ControlNetInputs): img2img, inpaint, outpaint.
     controlnets: Any | None = None
+    # The hires fix's model upscaler (engine.upscalers.run.LoadedUpscaler) when hires.upscaler names a file.
+    upscaler: Any | None = None
 
 
 def run_mode(stage: Stage) -> list[Image.Image]:
@@ -205,8 +207,11 @@ def _hires(stage: Stage) -> list[Image.Image]:
             first, size=(height // factor, width // factor), mode="bilinear", antialias=False
         )
         return _img2img(stage, list(upscaled.split(1)), hires.denoising_strength, steps)
-    resample = PIL_UPSCALERS[hires.upscaler]
-    images = [image.resize((width, height), resample) for image in first]
+    if stage.upscaler is not None:
+        # A1111: the model's own scale (repeated while smaller than the target), then Lanczos to the exact size.
+        images = [stage.upscaler.upscale(image, (width, height)) for image in first]
+    else:
+        images = [image.resize((width, height), PIL_UPSCALERS[hires.upscaler]) for image in first]
     if second_pass_steps(call) == 0:
         return images
     return _img2img(stage, images, hires.denoising_strength, steps)
