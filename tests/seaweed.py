@@ -15,6 +15,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,3 +125,28 @@ def make_bucket(server: Seaweed, bucket: str, timeout_s: float = 60.0) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.5)
+
+
+@contextmanager
+def seaweed_with_bucket(root: Path, bucket: str) -> Iterator[Seaweed]:
+    """A running SeaweedFS holding ``bucket``, ended (SIGKILL) on exit: the body of the tests' fixtures."""
+    server = start_seaweed(root)
+    try:
+        make_bucket(server, bucket)
+        yield server
+    finally:
+        server.stop()
+
+
+def s3_env(server: Seaweed, bucket: str, prefix: str, serve: str) -> dict[str, str]:
+    """A gateway's environment for backend s3 on ``server`` (``serve``: redirect or stream)."""
+    return {
+        "ABLEREFUSAL_STORAGE__BACKEND": "s3",
+        "ABLEREFUSAL_STORAGE__S3__ENDPOINT_URL": server.endpoint_url,
+        "ABLEREFUSAL_STORAGE__S3__BUCKET": bucket,
+        "ABLEREFUSAL_STORAGE__S3__PREFIX": prefix,
+        "ABLEREFUSAL_STORAGE__S3__REGION": "us-east-1",
+        "ABLEREFUSAL_STORAGE__S3__ACCESS_KEY_ID": server.access_key,
+        "ABLEREFUSAL_STORAGE__S3__SECRET_ACCESS_KEY": server.secret_key,
+        "ABLEREFUSAL_STORAGE__S3__SERVE": serve,
+    }

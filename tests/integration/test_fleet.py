@@ -36,7 +36,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from holds import Hold
 from procs import Proc, worker_proc
-from seaweed import Seaweed, make_bucket, start_seaweed
+from seaweed import Seaweed, s3_env, seaweed_with_bucket
 
 # Seven processes on a CI machine's two cores: the whole run takes minutes, not the default 300 s.
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.fleet, pytest.mark.timeout(1800)]
@@ -63,12 +63,8 @@ class Fleet:
 
 @pytest.fixture(scope="module")
 def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seaweed]:
-    server = start_seaweed(tmp_path_factory.mktemp("seaweed"))
-    try:
-        make_bucket(server, BUCKET)
+    with seaweed_with_bucket(tmp_path_factory.mktemp("seaweed"), BUCKET) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -85,14 +81,7 @@ def pg_schema() -> Iterator[str]:
 
 def gateway_env(server: Seaweed, prefix: str, serve: str) -> dict[str, str]:
     return {
-        "ABLEREFUSAL_STORAGE__BACKEND": "s3",
-        "ABLEREFUSAL_STORAGE__S3__ENDPOINT_URL": server.endpoint_url,
-        "ABLEREFUSAL_STORAGE__S3__BUCKET": BUCKET,
-        "ABLEREFUSAL_STORAGE__S3__PREFIX": prefix,
-        "ABLEREFUSAL_STORAGE__S3__REGION": "us-east-1",
-        "ABLEREFUSAL_STORAGE__S3__ACCESS_KEY_ID": server.access_key,
-        "ABLEREFUSAL_STORAGE__S3__SECRET_ACCESS_KEY": server.secret_key,
-        "ABLEREFUSAL_STORAGE__S3__SERVE": serve,
+        **s3_env(server, BUCKET, prefix, serve),
         "ABLEREFUSAL_WORKERS__TOKEN": TOKEN,
         # Short leases so the kills resolve in seconds; renewals keep pace on a loaded 2-core machine.
         "ABLEREFUSAL_WORKERS__LEASE_S": "4",

@@ -21,7 +21,7 @@ import psycopg
 import pytest
 from gateway_procs import Gateway, make_gateway, wait_job
 
-from seaweed import Seaweed, make_bucket, start_seaweed
+from seaweed import Seaweed, s3_env, seaweed_with_bucket
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
@@ -32,12 +32,8 @@ JOB = {"prompt": "a lighthouse in the bucket", "width": 64, "height": 64, "steps
 
 @pytest.fixture(scope="module")
 def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seaweed]:
-    server = start_seaweed(tmp_path_factory.mktemp("seaweed"))
-    try:
-        make_bucket(server, BUCKET)
+    with seaweed_with_bucket(tmp_path_factory.mktemp("seaweed"), BUCKET) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -53,17 +49,8 @@ def pg_schema() -> Iterator[str]:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
-def s3_env(server: Seaweed, prefix: str, serve: str) -> dict[str, str]:
-    return {
-        "ABLEREFUSAL_STORAGE__BACKEND": "s3",
-        "ABLEREFUSAL_STORAGE__S3__ENDPOINT_URL": server.endpoint_url,
-        "ABLEREFUSAL_STORAGE__S3__BUCKET": BUCKET,
-        "ABLEREFUSAL_STORAGE__S3__PREFIX": prefix,
-        "ABLEREFUSAL_STORAGE__S3__REGION": "us-east-1",
-        "ABLEREFUSAL_STORAGE__S3__ACCESS_KEY_ID": server.access_key,
-        "ABLEREFUSAL_STORAGE__S3__SECRET_ACCESS_KEY": server.secret_key,
-        "ABLEREFUSAL_STORAGE__S3__SERVE": serve,
-    }
+def gateway_s3_env(server: Seaweed, prefix: str, serve: str) -> dict[str, str]:
+    return s3_env(server, BUCKET, prefix, serve)
 
 
 @pytest.fixture(scope="module")
@@ -74,9 +61,9 @@ def fleet(
     database = f"{PG_URL}?options=-csearch_path%3D{pg_schema}"
     root = tmp_path_factory.mktemp("s3-fleet")
     a = make_gateway(root / "a", tiny_models, "--device", "cpu", "--database-url", database,
-                     env=s3_env(seaweed, prefix, "redirect"))  # fmt: skip
+                     env=gateway_s3_env(seaweed, prefix, "redirect"))  # fmt: skip
     b = make_gateway(root / "b", None, "--no-local-worker", "--database-url", database,
-                     env=s3_env(seaweed, prefix, "stream"))  # fmt: skip
+                     env=gateway_s3_env(seaweed, prefix, "stream"))  # fmt: skip
     a.start()
     b.start(wait_ready=False)  # no worker of its own: B only accepts and serves
     try:

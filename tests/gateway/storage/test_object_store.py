@@ -16,19 +16,15 @@ from ablerefusal.gateway.settings import Settings
 from ablerefusal.gateway.storage import ObjectStore, make_object_store
 from ablerefusal.gateway.storage.local import LocalObjectStore
 from ablerefusal.gateway.storage.s3 import S3ObjectStore
-from seaweed import Seaweed, make_bucket, start_seaweed
+from seaweed import Seaweed, seaweed_with_bucket
 
 BUCKET = "ablerefusal-outputs"
 
 
 @pytest.fixture(scope="module")
 def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seaweed]:
-    server = start_seaweed(tmp_path_factory.mktemp("seaweed"))
-    try:
-        make_bucket(server, BUCKET)
+    with seaweed_with_bucket(tmp_path_factory.mktemp("seaweed"), BUCKET) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def s3_store(server: Seaweed, **kw: object) -> S3ObjectStore:
