@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from gateway_procs import Gateway, make_gateway
+
+PG_URL = os.environ.get("ABLEREFUSAL_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 @pytest.fixture(scope="session")
@@ -38,3 +43,16 @@ def gateway_factory(tmp_path: Path) -> Iterator[Any]:
     yield factory
     for gw in started:
         gw.stop()
+
+
+@pytest.fixture(scope="module")
+def pg_schema() -> Iterator[str]:
+    """A throw-away PostgreSQL schema for one module's gateways (search_path in their URL), dropped at the end."""
+    schema = f"t_it_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield schema
+    finally:
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

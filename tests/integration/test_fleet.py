@@ -29,7 +29,6 @@ from typing import Any
 
 import boto3
 import httpx
-import psycopg
 import pytest
 from gateway_procs import Gateway, make_gateway, wait_until
 from websockets.sync.client import ClientConnection, connect
@@ -65,18 +64,6 @@ class Fleet:
 def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seaweed]:
     with seaweed_with_bucket(tmp_path_factory.mktemp("seaweed"), BUCKET) as server:
         yield server
-
-
-@pytest.fixture(scope="module")
-def pg_schema() -> Iterator[str]:
-    schema = f"t_fleet_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield schema
-    finally:
-        with psycopg.connect(PG_URL, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 def gateway_env(server: Seaweed, prefix: str, serve: str) -> dict[str, str]:

@@ -17,7 +17,6 @@ from typing import Any
 
 import boto3
 import httpx
-import psycopg
 import pytest
 from gateway_procs import Gateway, make_gateway, wait_job
 
@@ -34,19 +33,6 @@ JOB = {"prompt": "a lighthouse in the bucket", "width": 64, "height": 64, "steps
 def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seaweed]:
     with seaweed_with_bucket(tmp_path_factory.mktemp("seaweed"), BUCKET) as server:
         yield server
-
-
-@pytest.fixture(scope="module")
-def pg_schema() -> Iterator[str]:
-    """A throw-away schema both gateways use (search_path in the URL), dropped at the end."""
-    schema = f"t_s3_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield schema
-    finally:
-        with psycopg.connect(PG_URL, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 def gateway_s3_env(server: Seaweed, prefix: str, serve: str) -> dict[str, str]:

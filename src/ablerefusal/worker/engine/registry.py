@@ -107,6 +107,22 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+class FileHashes:
+    """sha256 of files up to ``max_bytes``, remembered per (path, size, mtime) so a rescan hashes only what
+    changed; larger files get None (hashed when first loaded, if ever)."""
+
+    def __init__(self, max_bytes: int = _HASH_MAX_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self._known: dict[tuple[Path, int, int], str] = {}
+
+    def get(self, path: Path) -> str | None:
+        stat = path.stat()
+        key = (path, stat.st_size, stat.st_mtime_ns)
+        if key not in self._known and stat.st_size <= self.max_bytes:
+            self._known[key] = _sha256(path)
+        return self._known.get(key)
+
+
 def _hub_family(hub_id: str) -> ModelFamily:
     """From the cached model_index.json when the repo was fetched before; until then the name is the guess."""
     from huggingface_hub import try_to_load_from_cache
@@ -128,7 +144,7 @@ class ModelRegistry:
         self._lock = threading.Lock()
         self._scan = _Scan()
         self._scanned_listing: tuple[tuple[str, int, int], ...] | None = None
-        self._hashes: dict[tuple[Path, int, int], str] = {}
+        self._hashes = FileHashes()
 
     def _roots(self) -> list[Path]:
         """The folders whose children are checkpoints: the models directory and its checkpoint folders."""
@@ -246,7 +262,7 @@ class ModelRegistry:
             path=path,
             size_bytes=stat.st_size,
             demo=metadata.get(DEMO_METADATA_KEY) == "true",
-            sha256=self._hash_if_small(path),
+            sha256=self._hashes.get(path),
             config_dir=sidecar if (sidecar / "model_index.json").is_file() else None,
             inpainting=inpainting_from_header(header),
         )
@@ -272,13 +288,6 @@ class ModelRegistry:
             pickle=True,
             config_dir=path.with_suffix(SIDECAR_SUFFIX) if path.with_suffix(SIDECAR_SUFFIX).is_dir() else None,
         )
-
-    def _hash_if_small(self, path: Path) -> str | None:
-        stat = path.stat()
-        key = (path, stat.st_size, stat.st_mtime_ns)
-        if key not in self._hashes and stat.st_size <= _HASH_MAX_BYTES:
-            self._hashes[key] = _sha256(path)
-        return self._hashes.get(key)
 
     def entries(self) -> dict[str, ModelEntry]:
         with self._lock:

@@ -30,12 +30,11 @@ from ablerefusal.worker.engine.detection import (
     read_safetensors_header,
 )
 from ablerefusal.worker.engine.errors import InvalidRequestError, ModelNotFoundError
-from ablerefusal.worker.engine.registry import MODEL_ID_RE, _slug
+from ablerefusal.worker.engine.registry import MODEL_ID_RE, FileHashes, _slug
 
 # Folders searched, relative to models_dir: ours, then A1111's.
 CONTROLNET_DIRS = ("controlnet", "models/ControlNet")
 _LDM_PREFIX = "control_model."
-_HASH_MAX_BYTES = 256 * 1024 * 1024  # as checkpoints: larger files get only the legacy hash
 
 
 @dataclass
@@ -103,14 +102,6 @@ def legacy_hash(path: Path) -> str:
         return hashlib.sha256(fh.read(0x10000)).hexdigest()[:8]
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 @dataclass
 class _Scan:
     entries: dict[str, ControlNetEntry] = field(default_factory=dict)
@@ -124,7 +115,7 @@ class ControlNetRegistry:
         self.models_dir = models_dir
         self._lock = threading.Lock()
         self._scan = _Scan()
-        self._hashes: dict[tuple[Path, int, int], str] = {}
+        self._hashes = FileHashes()
 
     def folders(self) -> list[Path]:
         return [self.models_dir / rel for rel in CONTROLNET_DIRS]
@@ -184,7 +175,7 @@ class ControlNetRegistry:
             ModelFormat.single_file,
             child,
             size_bytes=child.stat().st_size,
-            sha256=self._hash(child),
+            sha256=self._hashes.get(child),
             legacy_hash=legacy_hash(child),
             config_dir=sidecar if (sidecar / "config.json").is_file() else None,
         )
@@ -196,13 +187,6 @@ class ControlNetRegistry:
             model_id = _slug(f"{base}-{n}")
             n += 1
         return model_id
-
-    def _hash(self, path: Path) -> str | None:
-        stat = path.stat()
-        key = (path, stat.st_size, stat.st_mtime_ns)
-        if key not in self._hashes and stat.st_size <= _HASH_MAX_BYTES:
-            self._hashes[key] = _sha256(path)
-        return self._hashes.get(key)
 
     def entries(self) -> dict[str, ControlNetEntry]:
         with self._lock:
