@@ -218,3 +218,8 @@ def test_png_info_refuses_what_is_not_an_image(client: TestClient) -> None:
         answer = client.post("/api/v1/png-info", json={"image": value})
         assert answer.status_code == 400, value
         assert "image" in answer.text and rule in answer.text, answer.text
+
+
+def test_an_over_long_job_id_in_a_thumbnail_url_is_refused_not_a_server_error(client: TestClient) -> None:
+    answer = client.get(f"/api/v1/gallery/{'Ω' * 150}/151/thumb.webp")
+    assert answer.status_code in (400, 422), answer.text

@@ -3299,6 +3299,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description Job that made the image. */
                 job_id: string;
                 /** @description Image index within the job. */
                 index: number;

@@ -57,7 +57,8 @@ async def gallery_page(
     responses={200: {"content": {THUMB_TYPE: {}}, "description": "The thumbnail."}, **_errors(401, 404)},
 )
 async def thumbnail(
-    job_id: str,
+    # The same bounds as ImageRef's, so an over-long id is a 422 here rather than a validation error inside.
+    job_id: Annotated[str, Path(min_length=1, max_length=64, description="Job that made the image.")],
     index: Annotated[int, Path(ge=0, le=1000, description="Image index within the job.")],
     gallery: GalleryDep,
     principal: PrincipalDep,
