@@ -52,7 +52,7 @@ def test_paint_a_mask_generate_and_see_the_result_beside_the_input(
 ) -> None:
     source = input_png(tmp_path / "input.png")
     page.goto("/#image")
-    expect(page.get_by_role("heading", name="Image to image")).to_be_visible()
+    expect(page.get_by_role("heading", name="Image to image", exact=True)).to_be_visible()
     page.get_by_test_id("image-file").set_input_files(str(tmp_path / "input.png"))
     expect(page.get_by_test_id("input-size")).to_have_text(f"{SIZE}×{SIZE}")
     # The form takes the image's size.

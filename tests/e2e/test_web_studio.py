@@ -77,7 +77,7 @@ def test_dropping_an_a1111_png_fills_the_form(page: Page, gateway: Gateway) -> N
         f"Steps: 23, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 6.5, Seed: 1234, Size: 96x128, Model: {model}"
     )
     page.goto("/#queue")
-    expect(page.get_by_role("heading", name="Queue")).to_be_visible()
+    expect(page.get_by_role("heading", name="Queue", exact=True)).to_be_visible()
     page.evaluate(DROP_FILE, [a1111_png(infotext), "from-a1111.png"])
     dialog = page.get_by_role("dialog", name="Image parameters")
     expect(dialog.get_by_test_id("png-info-source")).to_have_text("A1111-style parameters")
