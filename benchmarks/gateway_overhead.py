@@ -11,6 +11,7 @@ same warm process) in a temp dir; prints the figures; stops both. Jobs run one a
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import signal
 import statistics
@@ -20,6 +21,7 @@ import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -40,11 +42,22 @@ def direct_job(client: httpx.Client, worker: str, model: str, steps: int, size: 
                 return
 
 
-def gateway_job(client: httpx.Client, gateway: str, steps: int, size: int, seed: int) -> None:
+def gateway_job(client: httpx.Client, gateway: str, steps: int, size: int, seed: int) -> list[float]:
+    """Runs one job in synchronous mode; its phases in seconds from the job's own timestamps (same machine,
+    same clock): sent → accepted, accepted → claimed, claimed → finished, finished → answer read."""
     body = {"prompt": "a red cube", "width": size, "height": size, "steps": steps, "seed": seed}
+    sent = time.time()
     resp = client.post(f"{gateway}/api/v1/generate", params={"wait": 600}, json=body)
+    answered = time.time()
     if resp.status_code != 200:
         raise SystemExit(f"gateway job failed: {resp.status_code} {resp.text[:300]}")
+    job = resp.json()
+    marks = [sent, *(datetime.fromisoformat(job[k]).timestamp() for k in PHASE_MARKS), answered]
+    return [b - a for a, b in itertools.pairwise(marks)]
+
+
+PHASE_MARKS = ("created_at", "started_at", "finished_at")
+PHASE_NAMES = ("sent→accepted", "accepted→claimed", "claimed→finished", "finished→answer")
 
 
 def throughput(gateway: str, seconds: float = 3.0, threads: int = 8) -> float:
@@ -108,6 +121,7 @@ def main() -> None:
             # both paths alike instead of on whichever ran second.
             direct: list[float] = []
             through: list[float] = []
+            phases: list[list[float]] = []
             for i in range(args.jobs):
                 order = [(direct, True), (through, False)]
                 for times, is_direct in order if i % 2 == 0 else order[::-1]:
@@ -115,7 +129,7 @@ def main() -> None:
                     if is_direct:
                         direct_job(client, worker_url, model, args.steps, args.size, i + 1)
                     else:
-                        gateway_job(client, gateway_url, args.steps, args.size, i + 1)
+                        phases.append(gateway_job(client, gateway_url, args.steps, args.size, i + 1))
                     times.append(time.perf_counter() - t0)
         direct_s, gateway_s = sum(direct), sum(through)
         d_med, g_med = statistics.median(direct), statistics.median(through)
@@ -123,6 +137,11 @@ def main() -> None:
         print(f"direct to worker: {direct_s:.2f}s  through gateway: {gateway_s:.2f}s")
         print(f"median per job: direct {1000 * d_med:.1f} ms, through gateway {1000 * g_med:.1f} ms")
         print(f"overhead ratio (gateway/direct): {gateway_s / direct_s:.3f} (of medians: {g_med / d_med:.3f})")
+        medians = [statistics.median(column) for column in zip(*phases, strict=True)]
+        print(
+            "gateway phases, median ms: "
+            + ", ".join(f"{n} {1000 * m:.1f}" for n, m in zip(PHASE_NAMES, medians, strict=True))
+        )
         # Throughput is measured with the worker stopped, so the queue-only gateway answers alone.
         worker.send_signal(signal.SIGTERM)
         worker.wait(30)
