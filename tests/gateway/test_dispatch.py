@@ -385,6 +385,33 @@ async def test_an_idle_dispatcher_leaves_the_store_alone_until_woken(rig_factory
     assert job.status == JobStatus.completed
 
 
+async def test_a_call_ending_does_not_send_the_dispatcher_back_to_an_empty_queue(
+    rig_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A call frees its worker twice (images made, call over): the first look finds the queue empty and the
+    # second trusts it, so each job costs one such read, not two. Jobs submitted meanwhile still run, and
+    # with an hour between idle polls only the submit's wake-up can start them.
+    rig = rig_factory(idle_poll_s=3600)
+    looks: list[float] = []
+    real = rig.store.next_eligible_at
+
+    def counted() -> float | None:
+        looks.append(time.monotonic())
+        return real()
+
+    monkeypatch.setattr(rig.store, "next_eligible_at", counted)
+    await rig.dispatcher.start()
+    await asyncio.sleep(0.3)  # its first round: one look at the empty queue
+    looks.clear()
+    for i in range(3):
+        job_id = rig.submit(req(seed=i))
+        rig.dispatcher.notify()
+        [job] = await rig.wait([job_id])
+        assert job.status == JobStatus.completed
+    await asyncio.sleep(0.3)  # the last call's end has been handled
+    assert len(looks) == 3, f"{len(looks)} reads of the queue for 3 jobs"
+
+
 @pytest.mark.postgres
 async def test_a_submit_on_another_gateway_wakes_the_dispatcher(tmp_path: Path, worker_url: str) -> None:
     url = os.environ.get("ABLEREFUSAL_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")

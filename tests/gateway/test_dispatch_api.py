@@ -103,3 +103,24 @@ def test_deleting_a_job_touches_files_off_the_event_loop(
     assert client.delete(f"/api/v1/generate/{job_id}").status_code == 204
     assert calls == [False]
     assert not folder.exists()
+
+
+def test_a_synchronous_submit_starts_waiting_from_the_submit_answer(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The submit's answer is the job as stored, so waiting on it needs no second read of the row: with no
+    # worker the job stays queued, and the only read is the one at the end of the wait (408 with the job).
+    store = store_of(client)
+    reads: list[str] = []
+    real_get = store.get
+
+    def counted(job_id: str) -> object:
+        reads.append(job_id)
+        return real_get(job_id)
+
+    monkeypatch.setattr(store, "get", counted)
+    resp = client.post("/api/v1/generate", params={"wait": 0.3}, json=BODY)
+    assert resp.status_code == 408, resp.text
+    body = resp.json()
+    assert body["error"]["code"] == "timeout" and body["job"]["status"] == "queued"
+    assert reads == [body["job"]["id"]]

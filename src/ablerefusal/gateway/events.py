@@ -247,19 +247,24 @@ async def follow_job(
     *,
     poll_interval_s: float = 1.0,
     previews: bool = True,
+    snapshot: Job | None = None,
 ) -> AsyncGenerator[JobEvent, None]:
     """Every event of one job from now to its end, whichever gateway runs it.
 
     ``load`` is ``store.get`` (or the store): it is called in a thread for the initial snapshot and for
     each poll, and raises ``JobNotFound`` for an unknown id before anything is yielded. The first events
     describe the snapshot (a status event, images already made); the last one is the terminal status.
+    ``snapshot``: the job as the caller just had it from the store (the answer of a submit), used instead
+    of the first read. The caller got it without awaiting anything since, so this gateway cannot have
+    published a newer event of the job; one relayed from another gateway in that instant is caught up by
+    the next poll (the tracker never moves backwards).
     """
     get = load if callable(load) else load.get
     tracker = _Tracker()
     sub = hub.subscribe(job_id, previews=previews)
     try:
         # Subscribe before reading, so nothing published between the two is lost.
-        job = await asyncio.to_thread(get, job_id)
+        job = snapshot if snapshot is not None else await asyncio.to_thread(get, job_id)
         for event in tracker.from_snapshot(job):
             yield event
         if job.status in TERMINAL_STATUSES:

@@ -212,12 +212,18 @@ class GatewayService:
             return job
         return job.model_copy(update={"preview": "data:image/jpeg;base64," + found.jpeg_base64})
 
-    async def wait(self, job_id: str, timeout: float | None, *, previews: bool = True) -> Job:
+    async def wait(
+        self, job_id: str, timeout: float | None, *, previews: bool = True, snapshot: Job | None = None
+    ) -> Job:
         """The job as soon as it is terminal, or as it is when ``timeout`` seconds have passed.
-        ``previews``: keep latent previews coming for this job (A1111 /progress shows them)."""
+        ``previews``: keep latent previews coming for this job (A1111 /progress shows them). ``snapshot``:
+        the job as just returned by ``submit``, with no await in between (saves a store read; see
+        ``follow_job``)."""
         try:
             async with asyncio.timeout(timeout):
-                events = follow_job(self.events, job_id, self.store.get, poll_interval_s=1.0, previews=previews)
+                events = follow_job(
+                    self.events, job_id, self.store.get, poll_interval_s=1.0, previews=previews, snapshot=snapshot
+                )
                 async for event in events:
                     if isinstance(event, JobStatusChange) and event.terminal:
                         return event.job
@@ -238,8 +244,9 @@ class GatewayService:
         """Synchronous mode: the finished job, or an ApiException carrying the job (408 still running or
         timed out, 500 failed)."""
         job = await self.submit(request, idempotency_key=idempotency_key, principal=principal)
-        # A synchronous client sees only the finished job: no previews to compute for it.
-        job = await self.wait(job.id, wait_s, previews=False)
+        # A synchronous client sees only the finished job: no previews to compute for it. Nothing was
+        # awaited since the submit's answer, so that answer is the starting snapshot (no second read).
+        job = await self.wait(job.id, wait_s, previews=False, snapshot=job)
         if job.status == JobStatus.completed:
             return job
         if job.status == JobStatus.failed:

@@ -71,6 +71,8 @@ class CallHost(Protocol):
 
     def wake(self) -> None: ...
 
+    def slot_freed(self) -> None: ...
+
     def spawn(self, work: Coroutine[Any, Any, None]) -> None: ...
 
     def worker_lost(self, worker: DispatchWorker, reason: str) -> None: ...
@@ -177,7 +179,7 @@ class Call:
             return
         self._slot_freed = True
         self.slot.finished()
-        self.host.wake()
+        self.host.slot_freed()
 
     # -- building ------------------------------------------------------------------------------------
 
@@ -324,6 +326,7 @@ class Call:
             self.live.pop(job.id, None)
             if released is not None:
                 self._publish(released)
+                self._requeued(released)
 
     async def _consume(self, call: GenerateCall, model: str) -> None:
         async for event in self.client.generate(call):
@@ -510,6 +513,12 @@ class Call:
             after = await asyncio.to_thread(self.store.fail, job_id, error, attempt=job.attempt)
         if after is not None:
             self._publish(after)
+            self._requeued(after)
+
+    def _requeued(self, job: Job) -> None:
+        if job.status == JobStatus.queued:
+            # News of the queue for the dispatcher: it looks at the store again (a retry's backoff).
+            self.host.wake()
 
     async def _fail_live(self, exc: WorkerError) -> None:
         if isinstance(exc, WorkerUnreachable):

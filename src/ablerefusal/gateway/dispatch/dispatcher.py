@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any
@@ -95,6 +96,13 @@ class Dispatcher:
         self._submitted = False
         # When the earliest queued job becomes eligible (a retry's backoff), if that is in the future.
         self._next_eligible: float | None = None
+        # What the last look at the store found: no queued job can run before this store-clock time (inf:
+        # none queued); None: unknown. A round woken only by a call ending here (``slot_freed``) trusts it
+        # instead of asking the store again; anything that may bring news of the queue (a submit, a
+        # NOTIFY, a job put back, a worker's change, the idle poll) forgets it. ``_news`` counts those, so
+        # a look that raced with news is not trusted.
+        self._quiet_until: float | None = None
+        self._news = 0
         self._background: list[asyncio.Task[None]] = []
         self._stopping = False
 
@@ -138,6 +146,15 @@ class Dispatcher:
 
     def wake(self) -> None:
         """Wake the dispatcher for a new look at the store and the workers."""
+        self._news += 1
+        self._quiet_until = None
+        self._woken = True
+        self._wake.set()
+
+    def slot_freed(self) -> None:
+        """A call here no longer needs its worker: give the worker its next call. Brings no news of the
+        queue, so when the store last showed nothing to run, the round asks it nothing (a job put back by
+        the call wakes with ``wake``)."""
         self._woken = True
         self._wake.set()
 
@@ -205,9 +222,10 @@ class Dispatcher:
                     next_maintenance = time.monotonic() + maintain_every
                     # Jobs back in the queue (a dead gateway's) can run now.
                     woken = await self._maintain() or woken
-                if woken or time.monotonic() >= look_at:
+                polled = time.monotonic() >= look_at
+                if woken or polled:
                     look_at = time.monotonic() + q.idle_poll_s
-                    await self._fill_workers()
+                    await self._fill_workers(trust_quiet=not polled)
             except Exception:
                 # A database hiccup must not end dispatching; the next round tries again.
                 log.exception("dispatch round failed")
@@ -240,6 +258,7 @@ class Dispatcher:
             log.warning("job %s: lease lapsed, now %s", job_id, job.status)
             if job.status == JobStatus.queued:
                 requeued = True
+                self._quiet_until = None
                 self.events.publish_job(job)
             else:
                 self.publish_final(job)
@@ -260,7 +279,9 @@ class Dispatcher:
         w = self.settings.workers
         return self._slot(worker).free(worker, w.max_concurrent, w.probe_interval_s)
 
-    async def _fill_workers(self) -> None:
+    async def _fill_workers(self, *, trust_quiet: bool = True) -> None:
+        """Claim jobs for every worker with a free slot. ``trust_quiet``: a store that showed no job to run
+        and brought no news since is not asked again (False on the idle poll, which must look)."""
         idle = [w for w in self._workers_now() if self._free(w) > 0]
         if not idle:
             # A call ending or a worker becoming ready wakes us; a backoff ending alone changes nothing.
@@ -268,13 +289,21 @@ class Dispatcher:
             return
         submitted, self._submitted = self._submitted, False
         if not submitted:
-            self._next_eligible = None
-            next_at = await asyncio.to_thread(self.store.next_eligible_at)
-            if next_at is None:
+            quiet = self._quiet_until if trust_quiet else None
+            if quiet is not None and quiet > time.time():
+                # Only a call ended here since the last look: the queue has nothing to run yet. This
+                # saves a store read per job at the moment its images are being written.
+                self._next_eligible = None if math.isinf(quiet) else quiet
                 return
-            if next_at > time.time():
+            self._next_eligible = None
+            news = self._news
+            next_at = await asyncio.to_thread(self.store.next_eligible_at)
+            if next_at is None or next_at > time.time():
+                if news == self._news:
+                    self._quiet_until = math.inf if next_at is None else next_at
                 self._next_eligible = next_at
                 return
+        self._quiet_until = None
         q = self.settings.queue
         if q.coalesce and q.gather_window_ms > 0:
             await asyncio.sleep(q.gather_window_ms / 1000)
@@ -353,6 +382,7 @@ class Dispatcher:
                     del self._calls[job.id]
             if not t.cancelled() and t.exception() is not None:
                 log.error("call %s crashed", call.call_id, exc_info=t.exception())
-            self.wake()
+            # Jobs the call put back in the queue woke the dispatcher as news (Call._requeued).
+            self.slot_freed()
 
         task.add_done_callback(_done)
