@@ -60,7 +60,8 @@ for family in ("sd15", "sdxl"):
 @pytest.fixture(scope="session")
 def adapter_models_dir(tiny_models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny diffusers models plus tiny adapters (testing/tiny_adapters.py): per family LoRAs
-    ``tiny-<family>-kohya``, ``-peft``, ``-second`` (kohya, other weights), embedding ``tiny-<family>-embedding``,
+    ``tiny-<family>-kohya``, ``-peft``, ``-second`` (kohya, other weights), ``-locon`` (kohya's tensors plus the
+    ResNet convolutions), embedding ``tiny-<family>-embedding``,
     and VAE ``tiny-vae``. A copy, so the shared tiny models folder stays checkpoints only."""
     import subprocess
     import sys

@@ -81,3 +81,32 @@ def test_probes_leave_no_access_line_and_other_requests_do(tmp_path: Path) -> No
     log = proc.log_tail(100_000)
     assert '"POST /v1/generate HTTP/1.1" 400' in log and '"GET /v1/nowhere HTTP/1.1" 404' in log
     assert not [line for line in log.splitlines() if "GET /v1/" in line and "/v1/nowhere" not in line]
+
+
+def test_models_cli_make_tiny_writes_adapters_the_worker_recognises(tmp_path: Path) -> None:
+    # What `make-tiny --adapters --controlnet` writes is read back by the worker's own scanners, with the
+    # family it was made for; the ControlNet is put in A1111's models/ControlNet/ folder, also scanned.
+    from ablerefusal.worker.engine.controlnet.models import ControlNetRegistry
+    from ablerefusal.worker.engine.kinds import AdapterKind, AdapterRegistry
+
+    subprocess.run(
+        [sys.executable, "-m", "ablerefusal", "models", "make-tiny", str(tmp_path), "--family", "sd15",
+         "--adapters", "--controlnet"],
+        capture_output=True, text=True, timeout=300, check=True,
+    )  # fmt: skip
+    adapters = AdapterRegistry(tmp_path, allow_pickle=False)
+    found = {
+        kind: sorted(adapters.entries(kind)) for kind in (AdapterKind.lora, AdapterKind.embedding, AdapterKind.vae)
+    }
+    assert found == {
+        AdapterKind.lora: ["tiny-sd15-kohya", "tiny-sd15-locon", "tiny-sd15-peft"],
+        AdapterKind.embedding: ["tiny-sd15-embedding"],
+        AdapterKind.vae: ["tiny-vae"],
+    }
+    assert {e.family.value for kind in found for e in adapters.entries(kind).values()} == {"sd15"}
+    [made] = list((tmp_path / "controlnet").iterdir())
+    a1111 = tmp_path / "models" / "ControlNet"
+    a1111.mkdir(parents=True)
+    made.rename(a1111 / made.name)
+    [(cn_id, entry)] = ControlNetRegistry(tmp_path).scan().items()
+    assert cn_id == made.name and entry.family.value == "sd15" and entry.path.parent == a1111

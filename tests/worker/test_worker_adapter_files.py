@@ -111,3 +111,18 @@ def test_not_a_lora_and_links_out_are_refused(tmp_path: Path) -> None:
 def _dir(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@pytest.mark.parametrize(("marker", "kind"), [("hada_w1_a", "LoHa"), ("lokr_w1", "LoKr"), ("oft_blocks", "OFT")])
+def test_lycoris_kinds_diffusers_cannot_load_are_refused_by_name(tmp_path: Path, marker: str, kind: str) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    folder = _dir(tmp_path / "loras")
+    key = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k"
+    save_file(
+        {f"{key}.{marker}": torch.zeros(4, 8), f"{key}.alpha": torch.tensor(4.0)}, str(folder / "lyco.safetensors")
+    )
+    registry = AdapterRegistry(tmp_path, allow_pickle=False)
+    assert registry.entries(AdapterKind.lora) == {}
+    assert registry.refused(AdapterKind.lora)["lyco"] == f"a LyCORIS {kind} file; diffusers loads LoRA and LoCon only"

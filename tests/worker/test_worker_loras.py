@@ -31,7 +31,7 @@ def lora(name: str, weight: float = 1.0) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-@pytest.mark.parametrize("fmt", ["kohya", "peft"])
+@pytest.mark.parametrize("fmt", ["kohya", "peft", "locon"])
 def test_weight_zero_is_no_lora_and_weight_one_differs(adapter_client: TestClient, family: str, fmt: str) -> None:
     model = f"tiny-{family}"
     plain = image(adapter_client, model)
@@ -39,6 +39,16 @@ def test_weight_zero_is_no_lora_and_weight_one_differs(adapter_client: TestClien
     one = image(adapter_client, model, loras=[lora(f"tiny-{family}-{fmt}", 1.0)])
     assert np.array_equal(zero, plain)
     assert not np.array_equal(one, plain)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_a_locon_adapts_the_resnet_convolutions_too(adapter_client: TestClient, family: str) -> None:
+    # The LoCon file holds the kohya file's very tensors plus LoRAs of the ResNet convolutions: a different
+    # image can only come from the convolutions being adapted.
+    model = f"tiny-{family}"
+    kohya = image(adapter_client, model, loras=[lora(f"tiny-{family}-kohya")])
+    locon = image(adapter_client, model, loras=[lora(f"tiny-{family}-locon")])
+    assert not np.array_equal(locon, kohya)
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -2,7 +2,8 @@
 layouts), a textual-inversion embedding and a VAE. Their shapes are read off the tiny pipeline of the family,
 so they load the way real ones do; their effect is noise, like the models'.
 
-Layout written into ``dest`` (a models directory): ``loras/<name>.safetensors``,
+Layout written into ``dest`` (a models directory): ``loras/<name>.safetensors`` (``tiny-<family>-kohya``,
+``-peft``, ``-locon``),
 ``embeddings/<name>.safetensors``, ``vae/<name>.safetensors``.
 """
 
@@ -15,6 +16,8 @@ from ablerefusal.protocol import ModelFamily
 from ablerefusal.worker.engine.detection import FAMILY_METADATA_KEY
 
 _UNET_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
+# LyCORIS LoCon also adapts the convolutions of the UNet's ResNet blocks (Kohya key layout, 4-D tensors).
+_CONV_TARGETS = ("conv1", "conv2")
 _TEXT_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj")
 LORA_RANK = 4
 
@@ -48,6 +51,28 @@ def _kohya_unet_name(path: str, family: ModelFamily, config: dict[str, Any]) -> 
     return "lora_unet_" + path.replace(".", "_")
 
 
+def _conv_shapes(module: Any, targets: tuple[str, ...]) -> dict[str, tuple[int, int, int, int]]:
+    """{module path: (out, in, kh, kw)} of the ResNet convolutions whose path ends with one of ``targets``."""
+    import torch
+
+    shapes: dict[str, tuple[int, int, int, int]] = {}
+    for name, m in module.named_modules():
+        if isinstance(m, torch.nn.Conv2d) and ".resnets." in f".{name}" and name.endswith(targets):
+            out_c, in_c, kh, kw = m.weight.shape
+            shapes[name] = (out_c, in_c, kh, kw)
+    return shapes
+
+
+def _conv_pair(generator: Any, shape: tuple[int, int, int, int], strength: float) -> tuple[Any, Any]:
+    """LoCon's factors of a k×k convolution: down is a rank-r k×k convolution, up a 1×1 one."""
+    import torch
+
+    out_c, in_c, kh, kw = shape
+    down = torch.randn(LORA_RANK, in_c, kh, kw, generator=generator) / (in_c * kh * kw) ** 0.5
+    up = torch.randn(out_c, LORA_RANK, 1, 1, generator=generator) * strength
+    return down.contiguous(), up.contiguous()
+
+
 def _pair(generator: Any, out_in: tuple[int, int], strength: float) -> tuple[Any, Any]:
     import torch
 
@@ -58,14 +83,17 @@ def _pair(generator: Any, out_in: tuple[int, int], strength: float) -> tuple[Any
 
 
 def lora_state(family: ModelFamily | str, fmt: str = "kohya", *, seed: int = 0, scale: int = 1) -> dict[str, Any]:
-    """A LoRA's tensors for the tiny model of ``family``: UNet attention and text encoder attention layers."""
+    """A LoRA's tensors for the tiny model of ``family``: UNet attention and text encoder attention layers.
+    ``fmt``: ``kohya``, ``peft``, or ``locon`` (Kohya layout plus the UNet ResNet convolutions; for the same
+    ``seed`` its attention and text tensors equal the ``kohya`` file's, so only the convolutions differ)."""
     import torch
 
     from ablerefusal.testing.tiny import build_tiny_pipeline
 
     family = ModelFamily(family)
-    if fmt not in ("kohya", "peft"):
-        raise ValueError("fmt must be 'kohya' or 'peft'")
+    if fmt not in ("kohya", "peft", "locon"):
+        raise ValueError("fmt must be 'kohya', 'peft' or 'locon'")
+    locon, fmt = fmt == "locon", "kohya" if fmt == "locon" else fmt
     pipe = build_tiny_pipeline(family, scale=scale)
     generator = torch.Generator().manual_seed(seed)
     encoders = [("text_encoder", pipe.text_encoder)]
@@ -90,6 +118,11 @@ def lora_state(family: ModelFamily | str, fmt: str = "kohya", *, seed: int = 0, 
                 out |= {f"{key}.lora_down.weight": down, f"{key}.lora_up.weight": up, f"{key}.alpha": alpha}
             else:
                 out |= {f"{prefix}.{full}.lora_A.weight": down, f"{prefix}.{full}.lora_B.weight": up}
+    if locon:
+        for path, conv in sorted(_conv_shapes(pipe.unet, _CONV_TARGETS).items()):
+            down, up = _conv_pair(generator, conv, 0.5)
+            key = _kohya_unet_name(path, family, dict(pipe.unet.config))
+            out |= {f"{key}.lora_down.weight": down, f"{key}.lora_up.weight": up, f"{key}.alpha": torch.tensor(4.0)}
     return out
 
 
@@ -102,7 +135,7 @@ def make_tiny_lora(
     target = dest / "loras" / f"{name or f'tiny-{family.value}-{fmt}'}.safetensors"
     target.parent.mkdir(parents=True, exist_ok=True)
     metadata = {FAMILY_METADATA_KEY: family.value}
-    if fmt == "kohya":  # what kohya's trainer writes, so A1111-side readers recognise it
+    if fmt in ("kohya", "locon"):  # what kohya's trainer writes, so A1111-side readers recognise it
         metadata["ss_base_model_version"] = "sdxl_base_v1-0" if family is ModelFamily.sdxl else "sd_v1"
     save_file(lora_state(family, fmt, seed=seed, scale=scale), str(target), metadata=metadata)
     return target
@@ -153,10 +186,12 @@ def make_tiny_vae(dest: Path, *, name: str = "tiny-vae", seed: int = 1, scale: i
 
 
 def make_tiny_adapters(dest: Path, family: ModelFamily | str, scale: int = 1) -> list[Path]:
-    """Every tiny adapter of one family: LoRAs in both layouts, an embedding, and the (shared) tiny VAE."""
+    """Every tiny adapter of one family: LoRAs in both layouts and a LoCon (the Kohya LoRA's tensors plus the
+    ResNet convolutions), an embedding, and the (shared) tiny VAE."""
     return [
         make_tiny_lora(dest, family, "kohya", scale=scale),
         make_tiny_lora(dest, family, "peft", seed=1, scale=scale),
+        make_tiny_lora(dest, family, "locon", scale=scale),
         make_tiny_embedding(dest, family),
         make_tiny_vae(dest, scale=scale),
     ]
