@@ -87,7 +87,13 @@ class MemoryOptions(_Wire):
 
 
 MAX_MASK_BLUR = 64
-MAX_INPUT_IMAGE_BYTES = 16 * 1024 * 1024  # one input image on the wire, before base64
+# The most pixels of one input image on the wire; the gateway's storage.max_input_pixels may not go above it.
+MAX_INPUT_PIXELS = 4096 * 4096
+# One input image on the wire, before base64. The gateway forwards what it stored: a PNG re-encoded from what the
+# client sent, which for a photo is often several times the JPEG's size. So the cap is the largest PNG an image of
+# MAX_INPUT_PIXELS can make: 4 bytes a pixel (RGBA) that deflate cannot shrink, plus PNG's framing (a filter byte
+# a row, stored-block and chunk headers: well under 1 MiB at that size).
+MAX_INPUT_IMAGE_BYTES = 4 * MAX_INPUT_PIXELS + 1024 * 1024
 
 
 class GenerationMode(StrEnum):

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field, SecretStr, StringConstraints, field_valid
 from pydantic_settings import SettingsConfigDict
 
 from ablerefusal.layered_settings import EnvOverFileSettings, InitOnlySettings
+from ablerefusal.protocol import MAX_INPUT_PIXELS
 
 
 class ServerSettings(BaseModel):
@@ -118,7 +119,10 @@ class StorageSettings(BaseModel):
         16 * 1024 * 1024, ge=1024, description="Largest input image accepted (uploads and inline images), in bytes."
     )
     max_input_pixels: int = Field(
-        4096 * 4096, ge=64 * 64, description="Most pixels an input image may have (checked before decoding)."
+        MAX_INPUT_PIXELS,
+        ge=64 * 64,
+        le=MAX_INPUT_PIXELS,
+        description="Most pixels an input image may have (checked before decoding); at most what workers take.",
     )
     models_dir: Path = Field(Path("./models"), description="Where workers look for models.")
     database_url: str = Field(

@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ablerefusal.image_inputs import DEFAULT_MAX_PIXELS, InputImageError, decode_base64_image
+from ablerefusal.image_inputs import InputImageError, decode_base64_image
 from ablerefusal.protocol import (
     MAX_INPUT_IMAGE_BYTES,
+    MAX_INPUT_PIXELS,
     ControlMode,
     ControlNetUnit,
     GenerateCall,
@@ -53,7 +54,7 @@ CONTROL_MODE_NAMES = {
 
 def decode_control_image(text: str, field: str) -> Image.Image:
     try:
-        return decode_base64_image(text, MAX_INPUT_IMAGE_BYTES, DEFAULT_MAX_PIXELS).image
+        return decode_base64_image(text, MAX_INPUT_IMAGE_BYTES, MAX_INPUT_PIXELS).image
     except InputImageError as exc:
         raise InvalidRequestError(f"{field}: {exc}", field=field) from exc
 

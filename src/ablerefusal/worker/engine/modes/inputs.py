@@ -16,9 +16,10 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageFilter, ImageOps
 
-from ablerefusal.image_inputs import DEFAULT_MAX_PIXELS, InputImageError, decode_base64_image, mask_from_image
+from ablerefusal.image_inputs import InputImageError, decode_base64_image, mask_from_image
 from ablerefusal.protocol import (
     MAX_INPUT_IMAGE_BYTES,
+    MAX_INPUT_PIXELS,
     MAX_SIZE,
     MIN_SIZE,
     GenerateCall,
@@ -129,7 +130,7 @@ def second_pass_steps(call: GenerateCall) -> int:
 
 def _decode(text: str, field: str) -> Image.Image:
     try:
-        return decode_base64_image(text, MAX_INPUT_IMAGE_BYTES, DEFAULT_MAX_PIXELS).image
+        return decode_base64_image(text, MAX_INPUT_IMAGE_BYTES, MAX_INPUT_PIXELS).image
     except InputImageError as exc:
         raise InvalidRequestError(f"{field}: {exc}", field=field) from exc
 
