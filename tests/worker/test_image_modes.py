@@ -55,6 +55,31 @@ def only(events: list[Any]) -> Any:
     return found
 
 
+@pytest.mark.parametrize("model", MODELS)
+def test_image_pipelines_run_on_the_loaded_weights(worker_client: TestClient, model: str) -> None:
+    # img2img and inpaint pipelines come from the cached text-to-image one (from_pipe): the very same modules,
+    # no load from disk and no copy of a weight.
+    from ablerefusal.worker.engine.modes.derived import Kind, derive
+
+    service = worker_client.app.state.service  # type: ignore[attr-defined]
+    only(run_call(worker_client, call_body(model)))
+    loads = service.cache.loads
+    source = picture(64, 64)
+    mask = square_mask(64, 64, (16, 16, 47, 47))
+    only(run_call(worker_client, call_body(model, mode="img2img", items=[item("a", [1], init_image=b64(source))])))
+    inpaint = item("b", [1], init_image=b64(source), mask=b64(mask))
+    only(run_call(worker_client, call_body(model, mode="inpaint", items=[inpaint])))
+    assert service.cache.loads == loads
+    resident = service.cache.peek(model)
+    assert resident is not None
+    base = resident.pipe
+    for kind in Kind:
+        derived = derive(base, kind, base.scheduler)
+        assert type(derived) is not type(base)
+        for name in ("unet", "vae", "text_encoder", "tokenizer"):
+            assert getattr(derived, name) is getattr(base, name), (kind, name)
+
+
 def test_strength_zero_returns_the_input_resized(worker_client: TestClient) -> None:
     source = picture(96, 80)
     body = call_body(mode="img2img", denoising_strength=0.0, items=[item("j", [3], init_image=b64(source))])
