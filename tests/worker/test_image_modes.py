@@ -441,3 +441,24 @@ def test_info_lists_modes_and_upscalers(worker_client: TestClient) -> None:
     info = worker_client.get("/v1/info").json()
     assert info["modes"] == ["txt2img", "img2img", "inpaint", "outpaint"]
     assert info["upscalers"] == ["latent", "lanczos", "nearest"]
+
+
+def test_resize_modes_crop_and_fill_as_a1111() -> None:
+    # A 2:1 picture into a square: crop covers and centre-crops; fill fits inside and stretches the edge rows
+    # into the bands above and below (A1111's resize_mode 1 and 2).
+    from ablerefusal.protocol import ResizeMode
+    from ablerefusal.worker.engine.modes.inputs import fit_image
+
+    source = picture(128, 64)
+    cropped = np.asarray(fit_image(source, 64, 64, ResizeMode.crop))
+    assert np.array_equal(cropped, np.asarray(source.crop((32, 0, 96, 64))))
+
+    filled = np.asarray(fit_image(source, 64, 64, ResizeMode.fill), np.int16)
+    inside = np.asarray(source.resize((64, 32), Image.Resampling.LANCZOS), np.int16)
+    assert np.array_equal(filled[16:48], inside)
+    top, bottom = filled[:16], filled[48:]
+    assert (top == top[0]).all() and (bottom == bottom[0]).all()  # each band repeats one row
+    assert np.abs(top[0] - inside[0]).max() <= 2 and np.abs(bottom[0] - inside[-1]).max() <= 2
+
+    stretched = fit_image(source, 64, 64, ResizeMode.resize)
+    assert np.array_equal(np.asarray(stretched), np.asarray(source.resize((64, 64), Image.Resampling.LANCZOS)))
