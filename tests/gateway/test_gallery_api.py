@@ -92,6 +92,8 @@ def test_thumbnail_is_a_small_webp_made_once_and_kept_beside_the_image(client: T
     with Image.open(io.BytesIO(answer.content)) as thumb:
         assert thumb.format == "WEBP" and thumb.size == (256, 192)
     assert len(answer.content) < 8_000
+    # A thumbnail never changes (its image never does): browsers keep it, per user (job images are private).
+    assert answer.headers["cache-control"] == "private, max-age=31536000, immutable"
     cached = out / job_id / "thumbs" / "0.webp"
     assert cached.read_bytes() == answer.content
     # Served from the cache from now on: the PNG is not read again.
