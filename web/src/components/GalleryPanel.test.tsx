@@ -42,7 +42,11 @@ function Harness({ onReuse = () => {}, onSendToImage }: { onReuse?: (image: Gall
   );
 }
 
-afterEach(() => vi.unstubAllGlobals());
+afterEach(() => {
+  vi.unstubAllGlobals();
+  // Spies (window.confirm, the clipboard) carry their calls into the next test unless restored.
+  vi.restoreAllMocks();
+});
 
 describe("GalleryPanel", () => {
   it("shows thumbnails newest first and filters by model and prompt text", async () => {
@@ -95,6 +99,73 @@ describe("GalleryPanel", () => {
     const viewer = document.querySelector<HTMLElement>('dialog[aria-label="Image viewer"]')!;
     await user.click(within(viewer).getByRole("button", { name: "Send to image", hidden: true }));
     expect(onSendToImage).toHaveBeenCalledWith(images[2]);
+  });
+
+  it("copies the parameters of the image in the viewer", async () => {
+    const user = userEvent.setup();
+    stubGateway({ "GET /api/v1/gallery": () => json(pageOf(images)) });
+    const writeText = vi.spyOn(navigator.clipboard, "writeText").mockResolvedValue();
+    render(<Harness />);
+    await user.click(await screen.findByRole("button", { name: "Open a fox (seed 21)" }));
+    const viewer = document.querySelector<HTMLElement>('dialog[aria-label="Image viewer"]')!;
+    await user.click(within(viewer).getByRole("button", { name: "Copy parameters", hidden: true }));
+    expect(writeText).toHaveBeenCalledExactlyOnceWith("a fox\nSeed: 21");
+    expect(within(viewer).getByRole("button", { name: "Copied", hidden: true })).toBeInTheDocument();
+  });
+
+  it("downloads the image in the viewer under its own file name", async () => {
+    const user = userEvent.setup();
+    stubGateway({ "GET /api/v1/gallery": () => json(pageOf(images)) });
+    render(<Harness />);
+    await user.click(await screen.findByRole("button", { name: "Open a fox (seed 21)" }));
+    const viewer = document.querySelector<HTMLElement>('dialog[aria-label="Image viewer"]')!;
+    const link = within(viewer).getByRole("link", { name: "Download", hidden: true });
+    expect(link).toHaveAttribute("href", "/outputs/j2/1.png");
+    expect(link).toHaveAttribute("download", "ablerefusal-j2-1-21.png");
+  });
+
+  it("reuses the settings of the image in the viewer without its seed", async () => {
+    const user = userEvent.setup();
+    stubGateway({ "GET /api/v1/gallery": () => json(pageOf(images)) });
+    const onReuse = vi.fn();
+    render(<Harness onReuse={onReuse} />);
+    await user.click(await screen.findByRole("button", { name: "Open a cat (seed 10)" }));
+    const viewer = document.querySelector<HTMLElement>('dialog[aria-label="Image viewer"]')!;
+    await user.click(within(viewer).getByRole("button", { name: "Reuse settings", hidden: true }));
+    expect(onReuse).toHaveBeenCalledExactlyOnceWith(images[2], false);
+  });
+
+  it("deletes the job of the image in the viewer once confirmed", async () => {
+    const user = userEvent.setup();
+    let deleteBody: unknown = null;
+    stubGateway({
+      "GET /api/v1/gallery": () => json(pageOf(images)),
+      "POST /api/v1/gallery/delete": async (r) => {
+        deleteBody = await r.json();
+        return json({ deleted: ["j2"] });
+      },
+    });
+    const confirm = vi.spyOn(window, "confirm").mockReturnValue(true);
+    render(<Harness />);
+    await user.click(await screen.findByRole("button", { name: "Open a fox (seed 21)" }));
+    const viewer = document.querySelector<HTMLElement>('dialog[aria-label="Image viewer"]')!;
+    await user.click(within(viewer).getByRole("button", { name: "Delete", hidden: true }));
+    expect(confirm).toHaveBeenCalledExactlyOnceWith("Delete 1 job(s) with all their images?");
+    await waitFor(() => expect(deleteBody).toEqual({ job_ids: ["j2"] }));
+    await waitFor(() => expect(within(viewer).queryByTestId("lightbox-seed")).toBeNull());
+  });
+
+  it("deletes nothing when the delete in the viewer is cancelled", async () => {
+    const user = userEvent.setup();
+    const seen = stubGateway({ "GET /api/v1/gallery": () => json(pageOf(images)) });
+    const confirm = vi.spyOn(window, "confirm").mockReturnValue(false);
+    render(<Harness />);
+    await user.click(await screen.findByRole("button", { name: "Open a fox (seed 21)" }));
+    const viewer = document.querySelector<HTMLElement>('dialog[aria-label="Image viewer"]')!;
+    await user.click(within(viewer).getByRole("button", { name: "Delete", hidden: true }));
+    expect(confirm).toHaveBeenCalledOnce();
+    expect(seen.filter((r) => r.method !== "GET")).toEqual([]);
+    expect(within(viewer).getByTestId("lightbox-seed")).toHaveTextContent("21");
   });
 
   it("downloads the selected images as one zip and deletes their jobs in one request", async () => {
