@@ -41,6 +41,14 @@ export function Lightbox(props: {
   const [zoom, setZoom] = useState(false);
   const [copied, setCopied] = useState<"idle" | "done" | "failed">("idle");
   const image = index === null ? null : (images[index] ?? null);
+  // Zoom and the copy label belong to the image shown: reset whenever it changes (←/→, or closed and another
+  // opened), during render rather than in an effect so the old state is never painted for the new image.
+  const [shownImage, setShownImage] = useState(image);
+  if (image !== shownImage) {
+    setShownImage(image);
+    setZoom(false);
+    setCopied("idle");
+  }
 
   useEffect(() => {
     const el = dialog.current;
@@ -53,8 +61,6 @@ export function Lightbox(props: {
     (by: number) => {
       if (index === null || images.length === 0) return;
       onIndex(Math.min(images.length - 1, Math.max(0, index + by)));
-      setZoom(false);
-      setCopied("idle");
     },
     [index, images.length, onIndex],
   );
