@@ -8,6 +8,7 @@ streams images through itself. Jobs submitted to B run on A's worker.
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import uuid
@@ -19,6 +20,7 @@ import boto3
 import httpx
 import pytest
 from gateway_procs import Gateway, make_gateway, wait_job
+from PIL import Image
 
 from seaweed import Seaweed, s3_env, seaweed_with_bucket
 
@@ -123,3 +125,31 @@ def test_images_go_to_the_bucket_and_every_gateway_serves_them(
         assert on_a.delete(f"/api/v1/generate/{job['id']}").status_code == 204
         assert not any(k.startswith(job["id"]) for k in objects(seaweed, prefix))
         assert on_b.get(job["results"][0]["image_url"]).status_code == 404
+
+
+def test_uploads_go_to_the_bucket_and_the_other_gateways_worker_reads_them(
+    fleet: tuple[Gateway, Gateway, str], seaweed: Seaweed
+) -> None:
+    # An input image uploaded to B (no worker) lands in the bucket under inputs/; an img2img job submitted to B
+    # runs on A's worker, whose gateway reads the image from the bucket; both gateways serve the upload.
+    a, b, prefix = fleet
+    picture = io.BytesIO()
+    Image.new("RGB", (64, 64), (200, 40, 90)).save(picture, "PNG")
+    with b.client() as on_b, a.client() as on_a:
+        answer = on_b.post("/api/v1/uploads", files={"file": ("in.png", picture.getvalue(), "image/png")})
+        assert answer.status_code == 201, answer.text
+        upload = answer.json()
+        stored = objects(seaweed, prefix)
+        assert stored[f"inputs/{upload['id']}.png"].startswith(b"\x89PNG")
+        assert not (b.root / "inputs").exists() or not any((b.root / "inputs").iterdir())
+        assert (
+            on_a.get(upload["url"]).content == on_b.get(upload["url"]).content == stored[f"inputs/{upload['id']}.png"]
+        )
+
+        body = {**JOB, "batch_size": 1, "init_image": upload["id"], "denoising_strength": 0.0}
+        job = wait_job(on_b, on_b.post("/api/v1/generate", json=body).json()["id"])
+        assert job["status"] == "completed" and job["worker_id"] == "local-0", job
+        # Strength 0 returns the input: the worker got the very pixels uploaded to the other gateway.
+        [result] = job["results"]
+        with Image.open(io.BytesIO(on_b.get(result["image_url"]).content)) as out:
+            assert out.convert("RGB").getpixel((5, 5)) == (200, 40, 90)
