@@ -37,6 +37,7 @@ monkey.patch_all()
 
 import argparse  # noqa: E402
 import itertools  # noqa: E402
+import os  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -84,9 +85,9 @@ def worker_calls(workers: list[Proc]) -> int:
     return sum(w.log.read_text(errors="replace").count('"POST /v1/generate HTTP/1.1"') for w in workers)
 
 
-def spawn(name: str, argv: list[str], work: Path, port: int) -> Proc:
+def spawn(name: str, argv: list[str], work: Path, port: int, env: dict[str, str] | None = None) -> Proc:
     log = work / f"{name}.log"
-    popen = subprocess.Popen(argv, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    popen = subprocess.Popen(argv, stdout=log.open("wb"), stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
     return Proc(name, popen, log, f"http://127.0.0.1:{port}")
 
 
@@ -96,7 +97,10 @@ def start_worker(index: int, models: Path, work: Path) -> Proc:
         sys.executable, "-m", "ablerefusal", "worker", "--host", "127.0.0.1", "--port", str(port),
         "--device", "cpu", "--models-dir", str(models), "--worker-id", f"load-{index}",
     ]  # fmt: skip
-    return spawn(f"worker-{index}", argv, work, port)
+    # One compute thread each: CPU workers stand in for GPUs here, and several of them each running torch on
+    # every core of a small machine fight over the cores (a call then takes seconds instead of tenths),
+    # which would measure that fight rather than the gateways.
+    return spawn(f"worker-{index}", argv, work, port, {"OMP_NUM_THREADS": "1"})
 
 
 def start_gateway(name: str, database_url: str, workers: list[Proc], models: Path, work: Path) -> Proc:
@@ -275,9 +279,11 @@ def main() -> None:
         wait_ready(f"{a.url}/api/v1/ready", a.popen, a.log, START_TIMEOUT_S)
         print(f"{args.workers} workers, {args.users} users, {args.jobs} jobs per phase, "
               f"{args.size}x{args.size} {args.steps} steps; logs in {work}", flush=True)  # fmt: skip
-        # Every worker loads the model once before anything is measured.
-        warm = Phase([a.url], args.workers * 2, body)
-        run_phase(warm, args.workers * 2, args.phase_timeout_s)
+        # Before anything is measured, every worker loads the model and runs the coalesced batch sizes the
+        # phases will send (a batch size's first call on CPU is several times slower): as many users as the
+        # phases, three rounds of them. A warm-up of fewer users left phase 1 paying for phase 2's warm-up.
+        warm = Phase([a.url], args.users * 3, body)
+        run_phase(warm, args.users, args.phase_timeout_s)
 
         calls = worker_calls(workers)
         one = run_phase(Phase([a.url], args.jobs, body), args.users, args.phase_timeout_s)
