@@ -145,6 +145,9 @@ def test_uploads_go_to_the_bucket_and_the_other_gateways_worker_reads_them(
         assert (
             on_a.get(upload["url"]).content == on_b.get(upload["url"]).content == stored[f"inputs/{upload['id']}.png"]
         )
+        # The bucket's inputs/ are not outputs: /outputs does not serve them, on either gateway.
+        assert on_a.get(f"/outputs/inputs/{upload['id']}.png").status_code == 404
+        assert on_b.get(f"/outputs/inputs/{upload['id']}.png").status_code == 404
 
         body = {**JOB, "batch_size": 1, "init_image": upload["id"], "denoising_strength": 0.0}
         job = wait_job(on_b, on_b.post("/api/v1/generate", json=body).json()["id"])

@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from ablerefusal.gateway.auth import require_api_key
 from ablerefusal.gateway.errors import ApiException
 from ablerefusal.gateway.storage import ObjectStore
+from ablerefusal.gateway.uploads.service import S3_KEY_PREFIX as UPLOADS_PREFIX
 
 # Our own files are <job-id>/<index>.png; anything outside this alphabet was not written by us.
 _SEGMENT = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")
@@ -82,6 +83,9 @@ async def get_output(path: str, request: Request) -> Response:
         target = await run_in_threadpool(resolve_output, settings.storage.output_dir, path, raw_path)
         return FileResponse(target, media_type=media_type, headers=OUTPUT_HEADERS)
     check_output_path(path, raw_path)
+    if path.startswith(UPLOADS_PREFIX):
+        # Uploads share the bucket but are not outputs: they are served (to keys that may) at /api/v1/uploads.
+        raise ApiException(404, "not_found", f"no output file {path!r}")
     outputs: ObjectStore = request.app.state.service.outputs
     direct = outputs.direct_url(path)
     if direct is not None:

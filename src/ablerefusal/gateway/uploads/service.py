@@ -29,7 +29,7 @@ from ablerefusal.image_inputs import (
 
 UPLOAD_ID_RE = re.compile(r"^[0-9a-f]{64}$")
 URL_PREFIX = "/api/v1/uploads/"
-_S3_KEY_PREFIX = "inputs/"  # beside the outputs' <job-id>/ folders in the shared bucket
+S3_KEY_PREFIX = "inputs/"  # beside the outputs' <job-id>/ folders in the shared bucket (never served as one)
 
 
 class UploadError(ValueError):
@@ -133,5 +133,5 @@ def make_upload_service(settings: Settings) -> UploadService:
         objects: ObjectStore = LocalObjectStore(storage.input_dir)
         prefix = ""
     else:
-        objects, prefix = make_object_store(storage), _S3_KEY_PREFIX
+        objects, prefix = make_object_store(storage), S3_KEY_PREFIX
     return UploadService(objects, storage.max_input_bytes, storage.max_input_pixels, prefix)
