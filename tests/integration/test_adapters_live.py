@@ -38,6 +38,7 @@ make_tiny_lora(dest, "sdxl", "kohya", name="ink-xl")
 make_tiny_embedding(dest, "sd15", name="tiny-emb")
 make_tiny_embedding(dest, "sdxl", name="tiny-emb-xl")
 make_tiny_vae(dest, name="tiny-vae")
+make_tiny_vae(dest, name="tiny-vae-xl")
 make_tiny_controlnet(dest, "sd15", "single-file", name="control_tiny_canny")
 make_tiny_controlnet(dest, "sdxl", "diffusers", name="cn-xl")
 """
@@ -102,7 +103,7 @@ def test_models_are_listed_by_kind(http: httpx.Client) -> None:
     assert {k: m["family"] for k, m in loras.items()} == {"ink": "sd15", "sky": "sd15", "ink-xl": "sdxl"}
     assert all(m["kind"] == "lora" and m["size_bytes"] > 0 for m in loras.values())
     assert {k: m["family"] for k, m in listed("embedding").items()} == {"tiny-emb": "sd15", "tiny-emb-xl": "sdxl"}
-    assert set(listed("vae")) == {"tiny-vae"}
+    assert {k: m["family"] for k, m in listed("vae").items()} == {"tiny-vae": "sd15", "tiny-vae-xl": "sdxl"}
     assert {k: m["family"] for k, m in listed("controlnet").items()} == {"control_tiny_canny": "sd15", "cn-xl": "sdxl"}
     # This models dir has no upscalers/ or models/ESRGAN/ files: an empty listing.
     assert listed("upscaler") == {}
@@ -285,3 +286,11 @@ def test_a_lora_copied_in_is_usable_at_once(http: httpx.Client, adapter_models: 
         assert job["status"] == "completed", job
     finally:
         copy.unlink()
+
+
+def test_a_vae_is_not_refused_for_the_family_its_name_suggests(http: httpx.Client) -> None:
+    # SD 1.5 and SDXL VAEs have the same tensors: the family listed for a VAE is a guess from its name ("xl"),
+    # so a job is not refused for it (the worker does not refuse it either, nor does A1111).
+    job = run(http, vae="tiny-vae-xl")
+    assert job["status"] == "completed", job
+    assert "VAE: tiny-vae-xl" in job["results"][0]["infotext"]

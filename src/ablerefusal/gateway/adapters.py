@@ -51,7 +51,9 @@ class _Check:
             self.errors.append(FieldError(field=where, message=f"{unknown}; available: {', '.join(ids) or 'none'}"))
             return
         model = self.model
-        if model is not None and found.family != model.family:
+        # A VAE's listed family is only a guess from its name (SD 1.5 and SDXL VAEs have the same tensors), so
+        # it is not held against the job; the worker does not refuse one either, nor does A1111.
+        if model is not None and kind is not ModelKind.vae and found.family != model.family:
             self.errors.append(
                 FieldError(
                     field=where,

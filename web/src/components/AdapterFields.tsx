@@ -27,7 +27,9 @@ export function AdapterFields({ params, onChange, errors, models, defaultModel }
   const model = models?.find((m) => m.id === (params.model || defaultModel));
   const family = model?.family ?? null;
   const set = <K extends keyof FormParams>(key: K, value: FormParams[K]) => onChange({ ...params, [key]: value });
-  const vaeList = (vaes.data ?? []).filter((v) => !family || v.family === family);
+  // Every VAE, the model family's first: a VAE's family is only a guess from its name (SD 1.5 and SDXL VAEs have
+  // the same tensors), so one named without "xl" may well be an SDXL VAE. The gateway does not refuse either.
+  const vaeList = [...(vaes.data ?? [])].sort((a, b) => Number(b.family === family) - Number(a.family === family));
   // Open while anything in it is set or in error, so a value that changes the image is never hidden.
   const active =
     params.vae !== "" || params.clip_skip > 1 || params.controlnets.length > 0 || loraTags(params.prompt).length > 0 ||
