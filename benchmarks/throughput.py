@@ -75,6 +75,13 @@ def images_per_call(db: Path) -> float:
         images, calls = conn.execute(
             "SELECT count(*), count(DISTINCT json_extract(meta, '$.call_id')) FROM ar_job_results WHERE seed >= 100000"
         ).fetchone()
+        if images and not calls:
+            # A tree from before images carried their call_id (to measure "before" on it): the jobs of one call
+            # were claimed together, so they share their start time.
+            (calls,) = conn.execute(
+                "SELECT count(DISTINCT j.started_at) FROM ar_jobs j JOIN ar_job_results r ON r.job_id = j.id "
+                "WHERE r.seed >= 100000"
+            ).fetchone()
     return float(images) / max(1, calls)
 
 
