@@ -11,7 +11,11 @@ section skipped when the time budget would be exceeded):
    latency of one 1-image job on an idle platform, throughput with 32 concurrent clients, coalescing on/off,
    compiled on/off;
 4. the platform's SDXL latency: one 1-image 1024² job on an idle platform (compiled for that shape unless
-   ``--no-compile``) next to plain diffusers SDXL b1 from (1); skipped with ``--no-sdxl``.
+   ``--no-compile``) next to plain diffusers SDXL b1 from (1); skipped with ``--no-sdxl``;
+5. quantized weights (``--quantize-modes none,int8wo,int8dq,fp8``), SD 1.5 and SDXL, in the worker's engine:
+   seconds per image, peak GPU memory, and the mean absolute pixel difference (0–255) from the unquantized
+   images of the same seeds. A mode the device cannot run (fp8 below compute capability 8.9) is reported with
+   the worker's reason.
 
 Prints a table of absolute figures and ratios with the GPU's name. ``--tiny`` runs everything on CPU with
 tiny shapes so the script itself is tested end to end without a GPU.
@@ -304,20 +308,46 @@ def bench_platform_sdxl(args: argparse.Namespace, report: Report, budget: Budget
         platform.stop()
 
 
+@dataclass
+class EngineRun:
+    seconds: float  # median per 1-image call
+    images: list[bytes]  # the PNGs of the timed calls, in seed order
+    peak_bytes: int | None  # peak GPU memory allocated (None on CPU)
+
+
 def engine_seconds_per_image(models_dir: Path, model: str, device: str, size: int, steps: int, reps: int) -> float:
     """Median wall time of a 1-image call through the worker's service object (the code behind /v1/generate):
     validation, device lock, generation thread, PNG encoding and the event stream, without HTTP."""
-    from ablerefusal.protocol import DoneEvent, ErrorEvent, GenerateCall, GenerateItem
+    return engine_run(models_dir, model, device, size, steps, reps).seconds
+
+
+def engine_run(
+    models_dir: Path, model: str, device: str, size: int, steps: int, reps: int, quantize: str = "none"
+) -> EngineRun:
+    """``engine_seconds_per_image`` with the images and the peak GPU memory, for a worker with ``quantize``."""
+    import base64
+
+    import torch
+
+    from ablerefusal.protocol import DoneEvent, ErrorEvent, GenerateCall, GenerateItem, ImageEvent
     from ablerefusal.worker.service import WorkerService, is_end
     from ablerefusal.worker.settings import WorkerSettings
 
-    svc = WorkerService(WorkerSettings(models_dir=models_dir, device=device, port=0, preload=[model]))
+    cuda = device.startswith("cuda")
+    if cuda:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    settings = WorkerSettings(models_dir=models_dir, device=device, port=0, preload=[model], quantize=quantize)
+    svc = WorkerService(settings)
     svc.start()
     deadline = time.monotonic() + 300
     while not svc.ready:
-        if time.monotonic() > deadline or (svc.not_ready_reason or "").startswith("initialisation failed"):
-            raise RuntimeError(f"worker engine not ready: {svc.not_ready_reason}")
+        reason = svc.not_ready_reason or ""
+        if time.monotonic() > deadline or reason.startswith("initialisation failed") or "quantize" in reason:
+            svc.shutdown()
+            raise RuntimeError(f"worker engine not ready: {reason}")
         time.sleep(0.2)
+    images: dict[int, bytes] = {}
 
     async def one(seed: int) -> float:
         call = GenerateCall(
@@ -336,6 +366,8 @@ def engine_seconds_per_image(models_dir: Path, model: str, device: str, size: in
             event = await queue.get()
             if isinstance(event, ErrorEvent):
                 raise RuntimeError(f"engine error: {event.message}")
+            if isinstance(event, ImageEvent):
+                images[seed] = base64.b64decode(event.png_base64)
             if is_end(event):  # after `done`, once every image of the call is encoded
                 if not done:
                     raise RuntimeError("engine stream ended without a done event")
@@ -347,9 +379,54 @@ def engine_seconds_per_image(models_dir: Path, model: str, device: str, size: in
         return statistics.median([await one(10 + i) for i in range(reps)])
 
     try:
-        return asyncio.run(run())
+        seconds = asyncio.run(run())
     finally:
         svc.shutdown()
+    peak = int(torch.cuda.max_memory_allocated()) if cuda else None
+    return EngineRun(seconds, [images[10 + i] for i in range(reps)], peak)
+
+
+def mean_abs_pixel_diff(a: list[bytes], b: list[bytes]) -> float:
+    """Mean absolute difference of two lists of same-size PNGs, on the 0–255 scale."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    def pixels(png: bytes) -> Any:
+        return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.int16)
+
+    return float(np.mean([np.abs(pixels(x) - pixels(y)).mean() for x, y in zip(a, b, strict=True)]))
+
+
+def bench_quantize(args: argparse.Namespace, report: Report, budget: Budget, base: dict[str, float]) -> None:
+    """Issue 14's quantized weights: speed, peak memory and closeness to the unquantized images, per mode."""
+    models_dir = MODELS_DIR
+    models_dir.mkdir(exist_ok=True)
+    modes = [m for m in args.quantize_modes.split(",") if m]
+    families = ["sd15", "sdxl"] if args.sdxl else ["sd15"]
+    for family in families:
+        size = 64 if args.tiny else (1024 if family == "sdxl" else 512)
+        model = save_model(family, args, models_dir)
+        reference: EngineRun | None = None
+        for mode in ["none", *[m for m in modes if m != "none"]]:
+            if not budget.allows(90 if family == "sdxl" else 45):
+                report.notes.append(f"skipped quantize {family} {mode}: time budget")
+                continue
+            label = f"engine {family} {size}² quantize={mode}"
+            try:
+                run = engine_run(models_dir, model, args.device, size, args.steps, args.reps, quantize=mode)
+            except RuntimeError as exc:
+                report.notes.append(f"{label}: {exc}")
+                continue
+            peak = f", peak {run.peak_bytes / 2**30:.2f} GiB" if run.peak_bytes is not None else ""
+            if reference is None:
+                reference = run
+                report.add(f"{label} (s/image)", f"{run.seconds:.3f}", peak.removeprefix(", "))
+                continue
+            diff = mean_abs_pixel_diff(reference.images, run.images)
+            ratio = f"x{run.seconds / reference.seconds:.2f} of none{peak}, mean |Δpixel| {diff:.2f}"
+            report.add(f"{label} (s/image)", f"{run.seconds:.3f}", ratio)
 
 
 def bench_engine(args: argparse.Namespace, report: Report, budget: Budget, base: dict[str, float]) -> None:
@@ -378,7 +455,8 @@ def main() -> None:
     ap.add_argument("--no-compile", dest="compile", action="store_false", help="skip the compiled platform run")
     ap.add_argument("--plain-compile", action="store_true", help="also time torch.compile on plain diffusers")
     ap.add_argument("--no-sdxl", dest="sdxl", action="store_false")
-    ap.add_argument("--sections", default="plain,engine,platform,platform_sdxl")
+    ap.add_argument("--sections", default="plain,engine,platform,platform_sdxl,quantize")
+    ap.add_argument("--quantize-modes", default="none,int8wo,int8dq,fp8", help="modes of the quantize section")
     args = ap.parse_args()
     import torch
 
@@ -398,6 +476,7 @@ def main() -> None:
         "engine": bench_engine,
         "platform": bench_platform,
         "platform_sdxl": bench_platform_sdxl,
+        "quantize": bench_quantize,
     }
     for name in args.sections.split(","):
         t0 = time.perf_counter()
