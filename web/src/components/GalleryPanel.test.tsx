@@ -5,29 +5,10 @@ import { useState } from "react";
 
 import type { GalleryImage, GalleryPage } from "@/api/client";
 import { makeQueryClient, type GalleryFilter } from "@/api/queries";
+import { galleryImage as image } from "@/testing/gallery";
 import { json, stubGateway } from "@/testing/gateway";
 
 import { GalleryPanel, NO_FILTER } from "./GalleryPanel";
-
-function image(job: string, index: number, prompt: string, seed: number): GalleryImage {
-  return {
-    job_id: job,
-    index,
-    image_url: `/outputs/${job}/${index}.png`,
-    thumb_url: `/api/v1/gallery/${job}/${index}/thumb.webp`,
-    seed,
-    prompt,
-    negative_prompt: "",
-    model: "tiny",
-    width: 64,
-    height: 64,
-    steps: 2,
-    sampler: "euler_a",
-    cfg_scale: 7,
-    infotext: `${prompt}\nSeed: ${seed}`,
-    created_at: "2024-01-01T00:00:00Z",
-  };
-}
 
 const images = [image("j2", 0, "a fox", 20), image("j2", 1, "a fox", 21), image("j1", 0, "a cat", 10)];
 const pageOf = (items: GalleryImage[], total = items.length): GalleryPage => ({ items, total, offset: 0, limit: 100, models: ["big", "tiny"] });

@@ -1,31 +1,11 @@
 import { render, screen } from "@testing-library/react";
 import userEvent from "@testing-library/user-event";
 
-import type { GalleryImage } from "@/api/client";
+import { galleryImage } from "@/testing/gallery";
 
 import { Lightbox, type LightboxActions } from "./Lightbox";
 
-function image(job: string, seed: number): GalleryImage {
-  return {
-    job_id: job,
-    index: 0,
-    image_url: `/outputs/${job}/0.png`,
-    thumb_url: `/api/v1/gallery/${job}/0/thumb.webp`,
-    seed,
-    prompt: "a fox",
-    negative_prompt: "",
-    model: "tiny",
-    width: 64,
-    height: 64,
-    steps: 2,
-    sampler: "euler_a",
-    cfg_scale: 7,
-    infotext: `a fox\nSeed: ${seed}`,
-    created_at: "2024-01-01T00:00:00Z",
-  };
-}
-
-const images = [image("j1", 1), image("j2", 2)];
+const images = [galleryImage("j1", 0, "a fox", 1), galleryImage("j2", 0, "a fox", 2)];
 const actions: LightboxActions = { onReuseSettings: () => {}, onReuseSeed: () => {}, onDelete: () => {} };
 
 afterEach(() => {
