@@ -174,7 +174,7 @@ def test_a1111_adapter_listings_and_options(gateway: Gateway) -> None:
     assert api.session.post(f"{api.baseurl}/refresh-loras").status_code == 200
     embeddings = api.get_embeddings()
     assert set(embeddings["loaded"]) == {"tiny-emb"} and set(embeddings["skipped"]) == {"tiny-emb-xl"}
-    assert api.get_sd_vae() == [{"model_name": "tiny-vae", "filename": "tiny-vae"}]
+    assert api.get_sd_vae() == [{"model_name": v, "filename": v} for v in ("tiny-vae", "tiny-vae-xl")]
     api.set_options({"sd_vae": "tiny-vae.safetensors", "CLIP_stop_at_last_layers": 2})
     try:
         options = api.get_options()

@@ -112,7 +112,7 @@ def test_model_kinds_listing(adapter_client: TestClient) -> None:
         return {m["id"]: m["family"] for m in resp.json()["models"] if m["kind"] == kind}
 
     assert ids("lora") == {
-        **{f"tiny-{f}-{k}": f for f in FAMILIES for k in ("kohya", "peft", "second")},
+        **{f"tiny-{f}-{k}": f for f in FAMILIES for k in ("kohya", "peft", "second", "locon")},
     }
     assert ids("embedding") == {f"tiny-{f}-embedding": f for f in FAMILIES}
     assert set(ids("vae")) == {"tiny-vae"}
