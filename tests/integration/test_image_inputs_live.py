@@ -227,3 +227,27 @@ def test_cli_image_flags_end_to_end(gw: Gateway, tmp_path: Path) -> None:
     bad = _cli(gw, tmp_path / "bad", "--init-image", str(square), "--outpaint", "1,2")
     assert bad.returncode != 0 and "--outpaint" in bad.stderr
     assert not (tmp_path / "bad").exists()
+
+
+def test_an_inpainting_model_takes_only_masked_jobs_at_submit(gateway_factory: Any, tmp_path: Path) -> None:
+    # A dedicated inpainting model (9-channel UNet) can only inpaint or outpaint: other jobs naming it are a 400
+    # on `model` at submit, instead of jobs accepted and then failed by the worker.
+    models = tmp_path / "inpainting-models"
+    make = [sys.executable, "-m", "ablerefusal", "models", "make-tiny", str(models), "--inpainting"]
+    subprocess.run(make, check=True, timeout=600, capture_output=True)
+    gw = gateway_factory("--device", "cpu", models=models)
+    model = "tiny-sd15-inpainting"
+    source = base64.b64encode(png(picture(64, 64, 3))).decode()
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (16, 16, 48, 48))
+    with gw.client() as client:
+        assert {m["id"]: m["inpainting"] for m in client.get("/api/v1/models").json()["models"]} == {model: True}
+        for extra in ({}, {"init_image": source}):
+            refused = client.post("/api/v1/generate", json={**SMALL, "model": model, **extra})
+            assert refused.status_code == 400, refused.text
+            [detail] = refused.json()["error"]["details"]
+            assert detail["field"] == "model" and "inpainting model" in detail["message"]
+        inpaint = {**SMALL, "model": model, "init_image": source, "mask": base64.b64encode(png(mask)).decode()}
+        accepted = client.post("/api/v1/generate", json=inpaint)
+        assert accepted.status_code == 202, accepted.text
+        assert wait_job(client, accepted.json()["id"])["status"] == "completed"

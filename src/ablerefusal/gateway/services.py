@@ -126,11 +126,25 @@ class GatewayService:
                     f"model {request.model!r} not found; available: {', '.join(available) or 'none'}",
                     available=available,
                 )
+        self._check_inpainting_model(request, model)
         default_timeout = self.settings.queue.default_timeout_s
         if request.timeout_s is not None and request.timeout_s > default_timeout:
             raise invalid("timeout_s", f"must be at most {default_timeout} (queue.default_timeout_s)")
         job_inputs.check_modes(request, self.upscalers())
         return request.model_copy(update={"sampler": sampler, "model": model})
+
+    def _check_inpainting_model(self, request: GenerateRequest, model: str | None) -> None:
+        """A dedicated inpainting model (9-channel UNet) runs inpaint and outpaint only: refuse anything else now,
+        naming the field, rather than accept a job its worker can only fail."""
+        if model is None or not self.pool.models_known():
+            return
+        info = next((m for m in self.pool.models() if m.id == model), None)
+        if info is not None and info.inpainting and request.mask is None and request.outpaint is None:
+            raise invalid(
+                "model",
+                f"{model!r} is an inpainting model (9-channel UNet): it runs inpainting and outpainting only; "
+                "send a mask or outpaint borders, or choose another model",
+            )
 
     # --- jobs ---------------------------------------------------------------------------------------------
 
