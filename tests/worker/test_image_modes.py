@@ -106,6 +106,29 @@ def test_img2img_redraws_and_is_the_same_alone_and_coalesced(worker_client: Test
     assert not np.array_equal(pixels(other[("a", 0)]), redrawn)
 
 
+@pytest.mark.parametrize("mode", ["img2img", "inpaint"])
+def test_image_items_with_their_own_cfg_scale_equal_each_alone(worker_client: TestClient, mode: str) -> None:
+    # Wider coalescing in the image modes: items guided at other scales share one call (guidance per row) and
+    # each draws the pixels of its job run alone at its own scale.
+    mask = {"mask": b64(square_mask(64, 64, (16, 16, 47, 47)))} if mode == "inpaint" else {}
+    items = [
+        item("a", [21], init_image=b64(picture(64, 64, 5)), **mask),
+        item("b", [22], init_image=b64(picture(64, 64, 6)), cfg_scale=3.0, **mask),
+    ]
+    common = {"mode": mode, "denoising_strength": 0.6, "steps": 3}
+
+    def run(its: list[dict[str, Any]], cfg_scale: float) -> dict[Any, Any]:
+        return only(run_call(worker_client, call_body(items=its, cfg_scale=cfg_scale, **common)))
+
+    together = run(items, 9.0)
+    a_alone, b_alone = run([items[0]], 9.0), run([{**items[1], "cfg_scale": None}], 3.0)
+    for key, event in [*a_alone.items(), *b_alone.items()]:
+        assert np.array_equal(pixels(event), pixels(together[key])), key
+    # The item's own scale acted: at the call's scale, b draws something else.
+    b_at_nine = run([{**items[1], "cfg_scale": None}], 9.0)
+    assert not np.array_equal(pixels(b_at_nine[("b", 0)]), pixels(together[("b", 0)]))
+
+
 @pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("fill", ["original", "fill", "latent_noise", "latent_nothing"])
 def test_inpaint_keeps_every_pixel_outside_the_blurred_mask(worker_client: TestClient, model: str, fill: str) -> None:
