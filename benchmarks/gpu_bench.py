@@ -343,7 +343,7 @@ def engine_run(
     deadline = time.monotonic() + 300
     while not svc.ready:
         reason = svc.not_ready_reason or ""
-        if time.monotonic() > deadline or reason.startswith("initialisation failed") or "quantize" in reason:
+        if time.monotonic() > deadline or reason.startswith("initialisation failed"):
             svc.shutdown()
             raise RuntimeError(f"worker engine not ready: {reason}")
         time.sleep(0.2)

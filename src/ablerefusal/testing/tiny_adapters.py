@@ -73,6 +73,17 @@ def _conv_pair(generator: Any, shape: tuple[int, int, int, int], strength: float
     return down.contiguous(), up.contiguous()
 
 
+def _kohya_pair(key: str, down: Any, up: Any) -> dict[str, Any]:
+    """One layer's tensors as kohya's trainer names them (alpha = rank: a scale of 1)."""
+    import torch
+
+    return {
+        f"{key}.lora_down.weight": down,
+        f"{key}.lora_up.weight": up,
+        f"{key}.alpha": torch.tensor(float(LORA_RANK)),
+    }
+
+
 def _pair(generator: Any, out_in: tuple[int, int], strength: float) -> tuple[Any, Any]:
     import torch
 
@@ -104,7 +115,7 @@ def lora_state(family: ModelFamily | str, fmt: str = "kohya", *, seed: int = 0, 
         down, up = _pair(generator, shape, 0.5)
         if fmt == "kohya":
             key = _kohya_unet_name(path, family, dict(pipe.unet.config))
-            out |= {f"{key}.lora_down.weight": down, f"{key}.lora_up.weight": up, f"{key}.alpha": torch.tensor(4.0)}
+            out |= _kohya_pair(key, down, up)
         else:
             out |= {f"unet.{path}.lora_A.weight": down, f"unet.{path}.lora_B.weight": up}
     for index, (prefix, encoder) in enumerate(encoders):
@@ -114,15 +125,14 @@ def lora_state(family: ModelFamily | str, fmt: str = "kohya", *, seed: int = 0, 
             if fmt == "kohya":
                 te = "lora_te" if family is ModelFamily.sd15 else f"lora_te{index + 1}"
                 key = f"{te}_{full.replace('.', '_')}"
-                alpha = torch.tensor(4.0)
-                out |= {f"{key}.lora_down.weight": down, f"{key}.lora_up.weight": up, f"{key}.alpha": alpha}
+                out |= _kohya_pair(key, down, up)
             else:
                 out |= {f"{prefix}.{full}.lora_A.weight": down, f"{prefix}.{full}.lora_B.weight": up}
     if locon:
         for path, conv in sorted(_conv_shapes(pipe.unet, _CONV_TARGETS).items()):
             down, up = _conv_pair(generator, conv, 0.5)
             key = _kohya_unet_name(path, family, dict(pipe.unet.config))
-            out |= {f"{key}.lora_down.weight": down, f"{key}.lora_up.weight": up, f"{key}.alpha": torch.tensor(4.0)}
+            out |= _kohya_pair(key, down, up)
     return out
 
 

@@ -42,10 +42,12 @@ export function Lightbox(props: {
   const [copied, setCopied] = useState<"idle" | "done" | "failed">("idle");
   const image = index === null ? null : (images[index] ?? null);
   // Zoom and the copy label belong to the image shown: reset whenever it changes (←/→, or closed and another
-  // opened), during render rather than in an effect so the old state is never painted for the new image.
-  const [shownImage, setShownImage] = useState(image);
-  if (image !== shownImage) {
-    setShownImage(image);
+  // opened), during render rather than in an effect so the old state is never painted for the new image. Keyed by
+  // job and index, so a refetch of the same page (new objects, same images) keeps them.
+  const shownKey = image ? `${image.job_id}/${image.index}` : null;
+  const [lastKey, setLastKey] = useState(shownKey);
+  if (shownKey !== lastKey) {
+    setLastKey(shownKey);
     setZoom(false);
     setCopied("idle");
   }

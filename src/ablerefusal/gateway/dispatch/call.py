@@ -326,7 +326,6 @@ class Call:
             self.live.pop(job.id, None)
             if released is not None:
                 self._publish(released)
-                self._requeued(released)
 
     async def _consume(self, call: GenerateCall, model: str) -> None:
         async for event in self.client.generate(call):
@@ -496,6 +495,8 @@ class Call:
     def _publish(self, job: Job) -> None:
         if job.status == JobStatus.queued:
             self.host.events.publish_job(job)
+            # News of the queue for the dispatcher: it looks at the store again (a retry's backoff).
+            self.host.wake()
         else:
             self.host.publish_final(job)
 
@@ -513,12 +514,6 @@ class Call:
             after = await asyncio.to_thread(self.store.fail, job_id, error, attempt=job.attempt)
         if after is not None:
             self._publish(after)
-            self._requeued(after)
-
-    def _requeued(self, job: Job) -> None:
-        if job.status == JobStatus.queued:
-            # News of the queue for the dispatcher: it looks at the store again (a retry's backoff).
-            self.host.wake()
 
     async def _fail_live(self, exc: WorkerError) -> None:
         if isinstance(exc, WorkerUnreachable):

@@ -382,7 +382,7 @@ class Dispatcher:
                     del self._calls[job.id]
             if not t.cancelled() and t.exception() is not None:
                 log.error("call %s crashed", call.call_id, exc_info=t.exception())
-            # Jobs the call put back in the queue woke the dispatcher as news (Call._requeued).
+            # Jobs the call put back in the queue woke the dispatcher as news (Call._publish).
             self.slot_freed()
 
         task.add_done_callback(_done)
